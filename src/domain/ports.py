@@ -1,0 +1,153 @@
+"""The seams between the core and the world. Adapters implement these; the application uses
+only these. Every method raises only `domain.errors` types."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Protocol, Self
+
+from domain.models import Balance, BookedFill, BotRun, Fill, Order, OrderRequest, Ticker, TrackedOrder
+from domain.rules import MarketRules
+
+
+class Clock(Protocol):
+    """Time as the bot sees it. The simulated clock jumps instead of sleeping."""
+
+    def now(self) -> datetime:
+        """Current UTC time (timezone-aware)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back; only differences mean anything."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class ExchangeGateway(Protocol):
+    """Request/response access to one venue's spot market."""
+
+    async def market_rules(self, symbol: str) -> MarketRules: ...
+
+    async def fetch_ticker(self, symbol: str) -> Ticker: ...
+
+    async def fetch_balances(self) -> Mapping[str, Balance]: ...
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        """Place an order. Raises InvalidOrder / InsufficientFunds / DuplicateOrder on refusal,
+        OrderStateUnknown when the outcome cannot be known (look it up by client order id)."""
+        ...
+
+    async def cancel_order(self, symbol: str, order_id: str) -> Order: ...
+
+    async def fetch_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order:
+        """Look an order up by venue id or by client order id. Raises OrderNotFound."""
+        ...
+
+    async def fetch_open_orders(self, symbol: str) -> Sequence[Order]: ...
+
+    async def fetch_my_trades(self, symbol: str, since_trade_id: str | None = None) -> Sequence[Fill]:
+        """Trades of this account on `symbol`, oldest first, strictly after `since_trade_id`
+        when given (for catching up after a gap)."""
+        ...
+
+
+class MarketDataFeed(Protocol):
+    """Push stream of market events for one symbol."""
+
+    def tickers(self, symbol: str) -> AsyncIterator[Ticker]:
+        """Yields tickers until the feed is closed. A consumer must finish handling one ticker
+        before asking for the next: simulated feeds rely on that to stay deterministic."""
+        ...
+
+
+class OrderUpdateFeed(Protocol):
+    """Push stream of this account's fills for one symbol."""
+
+    def fills(self, symbol: str) -> AsyncIterator[Fill]:
+        """Yields fills until the feed is closed; a fill may be delivered more than once (e.g.
+        by a stream and by a REST catch-up), consumers de-duplicate by trade id."""
+        ...
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: TrackedOrder) -> None: ...
+
+    async def update(self, order: TrackedOrder) -> None: ...
+
+    async def get(self, client_order_id: str) -> TrackedOrder | None: ...
+
+    async def list_active(self, run_id: str) -> Sequence[TrackedOrder]:
+        """Orders of the run in PENDING, OPEN or PARTIALLY_FILLED, oldest first."""
+        ...
+
+    async def list_for_run(self, run_id: str) -> Sequence[TrackedOrder]: ...
+
+    async def child_of(self, parent_client_order_id: str) -> TrackedOrder | None:
+        """The counter-order placed for a filled order, if any."""
+        ...
+
+    async def count_for_level(self, run_id: str, level: int) -> int:
+        """How many orders the run has placed at this grid level (for deterministic client ids)."""
+        ...
+
+
+class FillRepository(Protocol):
+    async def add(self, booked: BookedFill) -> None: ...
+
+    async def exists(self, run_id: str, trade_id: str) -> bool: ...
+
+    async def list_for_run(self, run_id: str) -> Sequence[BookedFill]: ...
+
+    async def count(self, run_id: str) -> int: ...
+
+    async def realized_pnl(self, run_id: str) -> Decimal: ...
+
+    async def last_trade_id(self, run_id: str) -> str | None:
+        """The highest venue trade id booked for the run (trade ids are numeric on Binance)."""
+        ...
+
+
+class RunRepository(Protocol):
+    async def add(self, run: BotRun) -> None: ...
+
+    async def update(self, run: BotRun) -> None: ...
+
+    async def get(self, run_id: str) -> BotRun | None: ...
+
+    async def latest(
+        self, symbol: str | None = None, *, exclude_fingerprint: str | None = None
+    ) -> BotRun | None:
+        """The most recently started run (of `symbol`), skipping runs with `exclude_fingerprint`
+        (e.g. one-order manual trades, which must never be taken for a grid)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One atomic decision's worth of persistence. Rolls back unless `commit()` was called."""
+
+    orders: OrderRepository
+    fills: FillRepository
+    runs: RunRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
