@@ -1,0 +1,295 @@
+"""The grid bot use case against in-memory fakes: what a trader would see in the venue and the books."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+import pytest
+
+from application.grid_bot import GridBot, GridBotConfig, RunOutcome
+from domain.errors import ConfigurationError
+from domain.grid import GridParams, Spacing
+from domain.models import OrderStatus, OrderType, RunStatus, Side
+from domain.risk import RiskLimits
+
+from .fakes import FakeClock, FakeVenue, InMemoryUnitOfWork, Store
+
+
+def make_config(**risk: object) -> GridBotConfig:
+    grid = GridParams(Decimal("28000"), Decimal("32000"), 9, Spacing.ARITHMETIC, Decimal("1000"))
+    return GridBotConfig(
+        symbol="BTC/USDT",
+        exchange="fake",
+        grid=grid,
+        limits=RiskLimits(investment=grid.investment, **risk),  # type: ignore[arg-type]
+        maker_fee=Decimal("0.001"),
+        taker_fee=Decimal("0.001"),
+    )
+
+
+@dataclass
+class Harness:
+    store: Store
+    venue: FakeVenue
+    clock: FakeClock
+    bot: GridBot
+    stop: asyncio.Event
+    task: asyncio.Task[RunOutcome]
+
+    async def settle(self) -> None:
+        """Let the bot drain every event the venue produced (no wall-clock wait)."""
+        for _ in range(200):
+            await asyncio.sleep(0)
+
+    async def move(self, price: str) -> None:
+        self.venue.move_to(Decimal(price))
+        await self.settle()
+
+    async def finish(self) -> RunOutcome:
+        self.stop.set()
+        return await self.task
+
+    def orders(self, *statuses: OrderStatus) -> list:
+        return [o for o in self.store.orders.values() if not statuses or o.status in statuses]
+
+    def open_levels(self) -> dict[int, Side]:
+        return {o.level: o.side for o in self.store.orders.values() if o.status.is_active and o.level >= 0}
+
+
+async def start_bot(
+    store: Store, venue: FakeVenue, clock: FakeClock, config: GridBotConfig | None = None
+) -> Harness:
+    bot = GridBot(
+        config or make_config(),
+        gateway=venue,
+        market_feed=venue,
+        order_feed=venue,
+        uow_factory=lambda: InMemoryUnitOfWork(store),
+        clock=clock,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.run(stop))
+    harness = Harness(store, venue, clock, bot, stop, task)
+    await harness.settle()
+    return harness
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    clock = FakeClock()
+    h = await start_bot(Store(), FakeVenue(clock), clock)
+    yield h
+    if not h.task.done():
+        h.stop.set()
+        await h.task
+
+
+async def test_start_lays_the_ladder_around_the_price(harness: Harness) -> None:
+    # levels 28000, 28500, ..., 32000; price 30000 is level 4: empty.
+    levels = harness.open_levels()
+    assert levels == {
+        0: Side.BUY,
+        1: Side.BUY,
+        2: Side.BUY,
+        3: Side.BUY,
+        5: Side.SELL,
+        6: Side.SELL,
+        7: Side.SELL,
+        8: Side.SELL,
+    }
+    venue_open = {o.client_order_id for o in await harness.venue.fetch_open_orders("BTC/USDT")}
+    assert venue_open == {o.client_order_id for o in harness.orders(OrderStatus.OPEN)}
+    # the base for the four sells was bought at market first, and covers them after the fee
+    market = [r for r in harness.venue.placed if r.type is OrderType.MARKET]
+    assert len(market) == 1 and market[0].side is Side.BUY
+    sells = [o for o in harness.orders(OrderStatus.OPEN) if o.side is Side.SELL]
+    assert sum(o.amount for o in sells) <= market[0].amount * Decimal("0.999")
+    assert all(o.cost_basis > 0 for o in sells)
+
+
+async def test_buy_fill_places_sell_one_level_up_for_what_was_received(harness: Harness) -> None:
+    await harness.move("29500")  # crosses the buy at level 3 (29500)
+    filled = [o for o in harness.orders(OrderStatus.FILLED) if o.level == 3]
+    assert len(filled) == 1
+    sell = next(
+        o for o in harness.orders(OrderStatus.OPEN) if o.parent_client_order_id == filled[0].client_order_id
+    )
+    assert (sell.level, sell.side, sell.price) == (4, Side.SELL, Decimal("30000.00"))
+    received = filled[0].amount - (filled[0].amount * Decimal("0.001")).quantize(Decimal("0.00000001"))
+    assert sell.amount == (received // Decimal("0.00001")) * Decimal("0.00001")
+    # the empty level is now the level of the latest fill
+    assert 3 not in harness.open_levels()
+
+
+async def test_completed_cycle_realizes_profit_net_of_fees(harness: Harness) -> None:
+    await harness.move("29500")
+    await harness.move("30000")  # the counter-sell at level 4 fills
+    outcome = await harness.finish()
+    sells = [b for b in harness.store.fills if b.fill.side is Side.SELL]
+    assert len(sells) == 1
+    buy = next(
+        b for b in harness.store.fills if b.fill.side is Side.BUY and b.fill.price == Decimal("29500.00")
+    )
+    sell = sells[0].fill
+    expected = (
+        sell.price * sell.amount
+        - sell.fee
+        - buy.fill.price * buy.fill.amount * sell.amount / (buy.fill.amount - buy.fill.fee)
+    )
+    assert sells[0].realized_pnl > 0
+    assert abs(sells[0].realized_pnl - expected) < Decimal("0.0000001")
+    assert outcome.realized_pnl == sells[0].realized_pnl
+    # and the buy at level 3 is back
+    assert harness.open_levels()[3] is Side.BUY
+
+
+async def test_a_fill_seen_twice_is_booked_and_countered_once(harness: Harness) -> None:
+    fills = harness.venue.move_to(Decimal("29500"))
+    await harness.settle()
+    for fill in fills:  # the same trade again, e.g. from a REST catch-up after a stream reconnect
+        harness.venue._fill_queue.put_nowait(fill)
+    await harness.settle()
+    assert sum(1 for b in harness.store.fills if b.fill.trade_id == fills[0].trade_id) == 1
+    children = [
+        o for o in harness.store.orders.values() if o.parent_client_order_id == fills[0].client_order_id
+    ]
+    assert len(children) == 1
+
+
+async def test_restart_resumes_the_same_grid_without_placing_twice() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    first = await start_bot(store, venue, clock)
+    outcome = await first.finish()
+    assert outcome.status is RunStatus.STOPPED
+    placed_before = len(venue.placed)
+    venue.move_to(Decimal("29000"))  # fills while the bot is down: levels 3 and 2
+    second = await start_bot(store, venue, clock)
+    assert second.bot.run_id == outcome.run_id
+    new_requests = venue.placed[placed_before:]
+    # only the two counter-sells, nothing of the ladder again
+    assert [(r.side, r.price) for r in new_requests] == [
+        (Side.SELL, Decimal("30000.00")),
+        (Side.SELL, Decimal("29500.00")),
+    ] or sorted((r.side, r.price) for r in new_requests) == [
+        (Side.SELL, Decimal("29500.00")),
+        (Side.SELL, Decimal("30000.00")),
+    ]
+    assert len(store.fills) == 3  # initial purchase + the two buys caught up
+    await second.finish()
+    assert store.runs[outcome.run_id].status is RunStatus.STOPPED
+
+
+async def test_order_sent_before_a_crash_is_adopted_not_placed_again() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    first = await start_bot(store, venue, clock)
+    venue.fail_after_place = 1  # the venue takes the counter-order but the answer is lost
+    venue.move_to(Decimal("29500"), ticker=False)
+    await first.settle()
+    pending = first.orders(OrderStatus.PENDING)
+    assert len(pending) == 1
+    first.task.cancel()  # the process dies before it could look the order up
+    with pytest.raises(asyncio.CancelledError):
+        await first.task
+    placed = len(venue.placed)
+    second = await start_bot(store, venue, clock)
+    assert len(venue.placed) == placed  # looked up by client order id, not sent again
+    adopted = store.orders[pending[0].client_order_id]
+    assert adopted.status is OrderStatus.OPEN and adopted.exchange_order_id is not None
+    await second.finish()
+
+
+async def test_venue_outage_defers_the_order_until_the_venue_answers(harness: Harness) -> None:
+    harness.venue.fail_next_place = 2  # the counter-order fails, and so does the retry on that tick
+    await harness.move("29500")
+    assert len(harness.orders(OrderStatus.PENDING)) == 1
+    await harness.move("29600")  # the next ticker: the venue answers again
+    assert harness.orders(OrderStatus.PENDING) == []
+    assert harness.open_levels()[4] is Side.SELL
+
+
+async def test_stop_loss_cancels_the_grid_and_sells_its_base() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    h = await start_bot(store, venue, clock, make_config(stop_loss=Decimal("27500"), sell_on_stop=True))
+    venue.move_to(Decimal("27400"))  # every buy fills on the way down, then the stop fires
+    await h.settle()
+    outcome = await h.task
+    assert outcome.status is RunStatus.HALTED and "stop-loss" in outcome.reason
+    assert await venue.fetch_open_orders("BTC/USDT") == []
+    last = venue.placed[-1]
+    assert (last.side, last.type) == (Side.SELL, OrderType.MARKET)
+    assert store.runs[outcome.run_id].status is RunStatus.HALTED
+    assert all(not o.status.is_active for o in store.orders.values())
+
+
+async def test_take_profit_halts_without_selling_when_not_asked() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    h = await start_bot(store, venue, clock, make_config(take_profit=Decimal("32500")))
+    venue.move_to(Decimal("32600"))
+    await h.settle()
+    outcome = await h.task
+    assert outcome.status is RunStatus.HALTED and "take-profit" in outcome.reason
+    assert not any(r.type is OrderType.MARKET and r.side is Side.SELL for r in venue.placed)
+
+
+async def test_price_outside_the_grid_is_a_configuration_error() -> None:
+    clock = FakeClock()
+    bot = GridBot(
+        make_config(),
+        gateway=(venue := FakeVenue(clock, price=Decimal("35000"))),
+        market_feed=venue,
+        order_feed=venue,
+        uow_factory=lambda: InMemoryUnitOfWork(Store()),
+        clock=clock,
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        await bot.run(asyncio.Event())
+    assert caught.value.key == "GRID__LOWER" and "outside the grid" in caught.value.problem
+    assert venue.placed == []
+
+
+async def test_not_enough_quote_is_refused_before_any_order() -> None:
+    clock = FakeClock()
+    venue = FakeVenue(clock, quote=Decimal("100"))
+    bot = GridBot(
+        make_config(),
+        gateway=venue,
+        market_feed=venue,
+        order_feed=venue,
+        uow_factory=lambda: InMemoryUnitOfWork(Store()),
+        clock=clock,
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        await bot.run(asyncio.Event())
+    assert caught.value.key == "GRID__INVESTMENT" and "100 USDT" in caught.value.problem
+    assert venue.placed == []
+
+
+async def test_changed_grid_closes_the_old_one_and_starts_afresh() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    first = await start_bot(store, venue, clock)
+    old = await first.finish()
+    wider = replace(
+        make_config(),
+        grid=GridParams(Decimal("27000"), Decimal("33000"), 7, Spacing.GEOMETRIC, Decimal("900")),
+    )
+    second = await start_bot(store, venue, clock, wider)
+    assert second.bot.run_id != old.run_id
+    assert store.runs[old.run_id].stop_reason == "superseded by a grid with new parameters"
+    assert not any(o.status.is_active for o in store.orders.values() if o.run_id == old.run_id)
+    await second.finish()
+
+
+async def test_lost_answer_is_resolved_by_client_order_id_in_the_same_run(harness: Harness) -> None:
+    harness.venue.fail_after_place = 1
+    await harness.move("29500")  # the counter-sell reaches the venue, its answer does not
+    counter = next(o for o in harness.store.orders.values() if o.level == 4 and o.side is Side.SELL)
+    assert counter.status is OrderStatus.OPEN and counter.exchange_order_id is not None
+    assert sum(1 for r in harness.venue.placed if r.client_order_id == counter.client_order_id) == 1
