@@ -34,6 +34,7 @@ from domain.errors import (
 from domain.grid import (
     FEE_QUANTUM,
     GridParams,
+    GridPlan,
     PlannedOrder,
     client_order_id,
     counter_order,
@@ -79,6 +80,11 @@ from domain.rules import MarketRules
 log = structlog.get_logger(__name__)
 
 _DEFERRABLE_RULES = frozenset({"MARKET_STATE", "MAX_OPEN_ORDERS", "MAX_NUM_ORDERS"})
+
+
+def _money(value: Decimal) -> str:
+    """A Decimal for a log line: 8 places at most, no exponent, no trailing zeros."""
+    return f"{value.quantize(FEE_QUANTUM).normalize():f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,22 +191,26 @@ class GridBot:
             and latest.exchange == self._config.exchange
             and latest.status in (RunStatus.RUNNING, RunStatus.STOPPED)
         )
+        if latest is not None and resumable and latest.grid_fingerprint == fingerprint:
+            await self._resume(latest)
+            return
+        plan = self._plan(rules, ticker)  # a bad new grid must not cost the old one its orders
         if latest is not None and resumable:
-            if latest.grid_fingerprint == fingerprint:
-                await self._resume(latest)
-                return
             await self._retire(latest, "superseded by a grid with new parameters")
-        await self._new_run(rules, ticker)
+        await self._new_run(rules, ticker, plan)
 
     # ------------------------------------------------------------------ start
-    async def _new_run(self, rules: MarketRules, ticker: Ticker) -> None:
+    def _plan(self, rules: MarketRules, ticker: Ticker) -> GridPlan:
         cfg = self._config
-        price = ticker.last
-        planned = plan_grid(cfg.grid, rules, price, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee)
-        plan = planned.value_or(None)
-        if plan is None:
+        planned = plan_grid(cfg.grid, rules, ticker.last, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee)
+        if isinstance(planned, Failure):
             rejection = planned.failure()
             raise ConfigurationError(rejection.rule, rejection.reason)
+        return planned.unwrap()
+
+    async def _new_run(self, rules: MarketRules, ticker: Ticker, plan: GridPlan) -> None:
+        cfg = self._config
+        price = ticker.last
         balances = await self._gateway.fetch_balances()
         quote_free = balances[rules.quote_asset].free if rules.quote_asset in balances else ZERO
         quote_needed = plan.quote_for_buys + plan.base_to_buy * ticker.ask
@@ -480,8 +490,8 @@ class GridBot:
             price=str(fill.price),
             amount=str(fill.amount),
             fee=f"{fill.fee} {fill.fee_asset}",
-            realized_pnl=str(pnl.quantize(FEE_QUANTUM)),
-            total_realized_pnl=str(self._realized.quantize(FEE_QUANTUM)),
+            realized_pnl=_money(pnl),
+            total_realized_pnl=_money(self._realized),
         )
         if child is not None:
             self._active[child.client_order_id] = child
@@ -778,7 +788,7 @@ class GridBot:
             status=status.value,
             reason=final_reason,
             fills=fills,
-            realized_pnl=str(realized.quantize(FEE_QUANTUM)),
+            realized_pnl=_money(realized),
             open_orders=len(self._active),
         )
         return RunOutcome(run.run_id, status, final_reason, fills, realized)

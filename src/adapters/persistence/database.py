@@ -93,7 +93,7 @@ async def connect_database(url: str, *, echo: bool = False) -> Database:
     except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
         await engine.dispose()
         raise ConfigurationError(URL_SETTING, f"cannot open the database {shown}: {_reason(exc)}") from exc
-    _log.info("database opened", url=shown, dialect=engine.dialect.name, journal_mode=journal_mode)
+    _log.debug("database opened", url=shown, dialect=engine.dialect.name, journal_mode=journal_mode)
     return Database(engine)
 
 

@@ -293,3 +293,29 @@ async def test_lost_answer_is_resolved_by_client_order_id_in_the_same_run(harnes
     counter = next(o for o in harness.store.orders.values() if o.level == 4 and o.side is Side.SELL)
     assert counter.status is OrderStatus.OPEN and counter.exchange_order_id is not None
     assert sum(1 for r in harness.venue.placed if r.client_order_id == counter.client_order_id) == 1
+
+
+async def test_an_invalid_new_grid_leaves_the_running_one_untouched() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    first = await start_bot(store, venue, clock)
+    old = await first.finish()
+    open_before = await venue.fetch_open_orders("BTC/USDT")
+    tiny = replace(
+        make_config(),
+        grid=GridParams(Decimal("28000"), Decimal("32000"), 9, Spacing.ARITHMETIC, Decimal("20")),
+    )
+    bot = GridBot(
+        tiny,
+        gateway=venue,
+        market_feed=venue,
+        order_feed=venue,
+        uow_factory=lambda: InMemoryUnitOfWork(store),
+        clock=clock,
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        await bot.run(asyncio.Event())
+    assert caught.value.key == "GRID__INVESTMENT"
+    assert await venue.fetch_open_orders("BTC/USDT") == open_before
+    assert store.runs[old.run_id].status is RunStatus.STOPPED
+    assert store.runs[old.run_id].stop_reason == "stop requested"

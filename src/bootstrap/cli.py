@@ -1,0 +1,237 @@
+"""Command line: `python -m bootstrap [--config PATH] [run|status|trade] ...`.
+
+argparse (standard library) keeps `--help` instant; everything heavy (pydantic, SQLAlchemy,
+structlog, the adapters) is imported only once a command actually runs.
+Exit codes: 0 done, 1 the venue or the bot failed (reason printed), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from application.status import StatusReport
+    from bootstrap.settings import Settings
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bootstrap",
+        description="Grid-trading bot for Binance spot. With no command, runs the bot.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="profile TOML file (default: $BOT_CONFIG, else config/default.toml)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the grid bot until Ctrl-C, SIGTERM or --duration")
+    run.add_argument(
+        "--duration", type=_positive_float, metavar="SECONDS", help="stop after this many seconds"
+    )
+
+    status = commands.add_parser("status", help="show the latest run from the database")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--run-id", help="a specific run instead of the latest")
+
+    trade = commands.add_parser("trade", help="place one order and record it")
+    trade.add_argument("--side", required=True, choices=["buy", "sell"])
+    trade.add_argument("--amount", required=True, help="base quantity, e.g. 0.001")
+    trade.add_argument("--type", default="market", choices=["market", "limit"], dest="order_type")
+    trade.add_argument("--price", help="limit price (required for --type limit)")
+    trade.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than zero")
+    return value
+
+
+def _profile_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("BOT_CONFIG") or "config/default.toml")
+
+
+def _fail(key_or_kind: str, message: str, code: int) -> int:
+    sys.stderr.write(f"error: {key_or_kind}: {message}\n" if key_or_kind else f"error: {message}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+
+    from domain.errors import ConfigurationError, DomainError
+
+    try:
+        settings = _load(args)
+        from adapters.logging import configure_logging
+
+        configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=_secrets(settings))
+        if command == "status":
+            return _status(settings, as_json=args.json, run_id=args.run_id)
+        if command == "trade":
+            return _trade(settings, args)
+        return _run(settings, getattr(args, "duration", None))
+    except ConfigurationError as exc:
+        return _fail(exc.key, exc.problem, EXIT_CONFIG)
+    except DomainError as exc:
+        return _fail("", _plain(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    from bootstrap.settings import load_settings
+
+    return load_settings(_profile_path(args.config))
+
+
+def _secrets(settings: Settings) -> list[str]:
+    found = []
+    for secret in (settings.exchange.api_key, settings.exchange.api_secret):
+        if secret is not None and secret.get_secret_value():
+            found.append(secret.get_secret_value())
+    return found
+
+
+def _plain(exc: Exception) -> str:
+    from domain.errors import AuthenticationError, InsufficientFunds, InvalidOrder, RateLimited
+
+    prefix = {
+        AuthenticationError: "the venue refused the API key",
+        InsufficientFunds: "not enough balance",
+        InvalidOrder: "the venue refused the order",
+        RateLimited: "rate limited by the venue",
+    }
+    for kind, words in prefix.items():
+        if isinstance(exc, kind):
+            return f"{words}: {exc}"
+    return str(exc)
+
+
+# --------------------------------------------------------------------------- run
+def _run(settings: Settings, duration: float | None) -> int:
+    import asyncio
+
+    from bootstrap.runner import run_bot
+
+    outcome = asyncio.run(run_bot(settings, duration=duration))
+    return EXIT_OK if outcome is not None else EXIT_FAILURE
+
+
+# --------------------------------------------------------------------------- status
+def _status(settings: Settings, *, as_json: bool, run_id: str | None) -> int:
+    import asyncio
+
+    from adapters.persistence.database import open_database
+    from application.status import grid_status
+
+    async def read() -> StatusReport:
+        async with open_database(settings.database.url) as database:
+            return await grid_status(database.uow, run_id=run_id, symbol=settings.trading.symbol)
+
+    report = asyncio.run(read())
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(status_to_dict(report), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_status(report))
+    return EXIT_OK if report.run is not None or run_id is None else EXIT_FAILURE
+
+
+def _dec(value: Any) -> str | None:
+    return None if value is None else f"{value.normalize():f}" if value else "0"
+
+
+def status_to_dict(report: StatusReport) -> dict[str, Any]:
+    run = report.run
+    return {
+        "run": None
+        if run is None
+        else {
+            "run_id": run.run_id,
+            "symbol": run.symbol,
+            "exchange": run.exchange,
+            "status": run.status.value,
+            "started_at": run.started_at.isoformat(),
+            "stopped_at": run.stopped_at.isoformat() if run.stopped_at else None,
+            "stop_reason": run.stop_reason,
+        },
+        "open_orders": [
+            {
+                "client_order_id": o.client_order_id,
+                "exchange_order_id": o.exchange_order_id,
+                "side": o.side.value,
+                "type": o.type.value,
+                "level": o.level,
+                "price": _dec(o.price),
+                "amount": _dec(o.amount),
+                "filled": _dec(o.filled),
+                "status": o.status.value,
+            }
+            for o in report.open_orders
+        ],
+        "fills": report.fills,
+        "completed_cycles": report.completed_cycles,
+        "realized_pnl": _dec(report.realized_pnl),
+        "fees": {asset: _dec(amount) for asset, amount in sorted(report.fees.items())},
+        "recent_fills": [
+            {
+                "trade_id": b.fill.trade_id,
+                "client_order_id": b.fill.client_order_id,
+                "side": b.fill.side.value,
+                "price": _dec(b.fill.price),
+                "amount": _dec(b.fill.amount),
+                "fee": _dec(b.fill.fee),
+                "fee_asset": b.fill.fee_asset,
+                "realized_pnl": _dec(b.realized_pnl),
+                "timestamp": b.fill.timestamp.isoformat(),
+            }
+            for b in report.recent_fills
+        ],
+    }
+
+
+def render_status(report: StatusReport) -> str:
+    run = report.run
+    if run is None:
+        return "No run recorded yet: start the bot with `python -m bootstrap run`.\n"
+    lines = [
+        f"Run        {run.run_id}  ({run.symbol} on {run.exchange})",
+        f"Status     {run.status.value}" + (f": {run.stop_reason}" if run.stop_reason else ""),
+        f"Started    {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f", stopped {run.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if run.stopped_at else ""),
+        f"Fills      {report.fills}  (completed cycles: {report.completed_cycles})",
+        f"Realized   {_dec(report.realized_pnl)} {run.symbol.split('/')[1]}",
+        "Fees       " + (", ".join(f"{_dec(v)} {k}" for k, v in sorted(report.fees.items())) or "none"),
+        f"Open orders ({len(report.open_orders)}):",
+    ]
+    for o in sorted(report.open_orders, key=lambda o: o.price or 0, reverse=True):
+        lines.append(
+            f"  L{o.level:>3}  {o.side.value:<4}  {_dec(o.amount):>12} @ {_dec(o.price) or 'market':>12}  {o.status.value}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- trade
+def _trade(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bootstrap.runner import place_one_trade
+
+    return asyncio.run(place_one_trade(settings, args))

@@ -1,0 +1,102 @@
+"""The composition root's container: the one place where adapters are chosen and wired.
+
+The venue is picked by `exchange.kind` through a Selector over *factories* of async context
+managers; a single Resource enters whichever one was chosen (Resources inside Selector branches
+would all be opened by init_resources()).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+
+from dependency_injector import containers, providers
+
+from adapters.clock import SystemClock
+from adapters.persistence.database import Database, open_database
+from application.grid_bot import GridBot, GridBotConfig
+from bootstrap.settings import Settings
+from bootstrap.venues import Venue, binance_venue, simulated_venue
+from domain.grid import GridParams, Spacing
+from domain.risk import MarketStateThresholds, RiskLimits
+
+
+async def _database(url: str) -> AsyncIterator[Database]:
+    async with open_database(url) as database:
+        yield database
+
+
+async def _enter_venue(venue_cm: AbstractAsyncContextManager[Venue]) -> AsyncIterator[Venue]:
+    async with venue_cm as venue:
+        yield venue
+
+
+def grid_bot_config(settings: Settings, venue: Venue) -> GridBotConfig:
+    grid, risk, trading = settings.grid, settings.risk, settings.trading
+    return GridBotConfig(
+        symbol=trading.symbol,
+        exchange=venue.name,
+        grid=GridParams(
+            lower=grid.lower,
+            upper=grid.upper,
+            levels=grid.levels,
+            spacing=Spacing(grid.spacing),
+            investment=grid.investment,
+        ),
+        limits=RiskLimits(
+            investment=grid.investment,
+            max_open_orders=risk.max_open_orders,
+            stop_loss=risk.stop_loss,
+            take_profit=risk.take_profit,
+            sell_on_stop=risk.sell_on_stop,
+        ),
+        maker_fee=trading.maker_fee,
+        taker_fee=trading.taker_fee,
+        thresholds=MarketStateThresholds(
+            volatile_range=risk.volatile_range,
+            panic_range=risk.panic_range,
+            volatile_spread=risk.volatile_spread,
+            panic_spread=risk.panic_spread,
+        ),
+        volatility_window_s=risk.volatility_window_s,
+    )
+
+
+def _build_bot(settings: Settings, venue: Venue, database: Database, clock: SystemClock) -> GridBot:
+    return GridBot(
+        grid_bot_config(settings, venue),
+        gateway=venue.gateway,
+        market_feed=venue.market_feed,
+        order_feed=venue.order_feed,
+        uow_factory=database.uow,
+        clock=clock,
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    config = providers.Configuration(strict=True)
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+
+    database = providers.Resource(_database, url=config.database.url)
+
+    venue_factory = providers.Selector(
+        config.exchange.kind,
+        simulated=providers.Factory(simulated_venue, settings=settings, clock=clock),
+        binance=providers.Factory(binance_venue, settings=settings, clock=clock),
+    )
+    venue = providers.Resource(_enter_venue, venue_cm=venue_factory)
+
+    grid_bot = providers.Factory(_build_bot, settings=settings, venue=venue, database=database, clock=clock)
+
+
+def build_container(settings: Settings) -> Container:
+    container = Container(settings=settings)
+    container.config.from_dict(
+        {
+            "exchange": {"kind": settings.exchange.kind},
+            "database": {"url": settings.database.url},
+        }
+    )
+    return container

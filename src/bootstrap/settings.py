@@ -1,0 +1,274 @@
+"""Settings: a TOML profile, then `.env`, then environment variables (`__` nests: GRID__LEVELS).
+
+Every key users may set is declared here with a safe default; unknown keys in a profile are an
+error (a typo must not silently fall back to a default). Invalid settings become one
+`ConfigurationError` naming the key as a user writes it (e.g. GRID__LEVELS).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from domain.errors import ConfigurationError
+
+DEFAULT_PROFILE = Path("config/default.toml")
+SECRET_FIELDS = frozenset({"api_key", "api_secret"})
+
+
+def _decimal_input(value: Any) -> Any:
+    """Decimals come from strings or ints. A TOML float (lower = 25000.5) is taken by its shortest
+    repr, so 0.1 stays exactly 0.1; NaN and infinities are refused."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.lower() in {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "snan"}:
+            raise ValueError("must be a finite number")
+        return stripped
+    return value
+
+
+Dec = Annotated[Decimal, BeforeValidator(_decimal_input)]
+PositiveDec = Annotated[Decimal, BeforeValidator(_decimal_input), Field(gt=0)]
+Fraction = Annotated[Decimal, BeforeValidator(_decimal_input), Field(ge=0, lt=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeSettings(_Section):
+    kind: Literal["simulated", "binance"] = "simulated"
+    testnet: bool = True
+    allow_live: bool = False  # trading real money needs EXCHANGE__TESTNET=false AND this
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    rest_url: str | None = None  # REST root, e.g. https://testnet.binance.vision (adapter appends /api/v3)
+    ws_url: str | None = None  # market streams
+    ws_api_url: str | None = None  # WebSocket API (user data stream)
+    recv_window_ms: int = Field(default=5000, ge=1, le=60000)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+
+
+class SimulatorSettings(_Section):
+    seed: int = 7
+    start_price: PositiveDec = Decimal("30000.00")
+    volatility: Fraction = Decimal("0.002")  # relative standard deviation of one step
+    reversion: Fraction = Decimal("0.005")  # pull back toward the start price per step
+    step_seconds: PositiveDec = Decimal("60")  # market time one step stands for
+    step_interval_s: float = Field(default=0.05, ge=0)  # wall time between steps (0: as fast as possible)
+    candles_file: Path | None = None  # replay 1-minute candles instead of the synthetic path
+    quote_balance: Dec = Field(default=Decimal("10000"), ge=0)
+    base_balance: Dec = Field(default=Decimal("0"), ge=0)
+    maker_fee: Fraction = Decimal("0.001")
+    taker_fee: Fraction = Decimal("0.001")
+    tick_size: PositiveDec = Decimal("0.01")
+    step_size: PositiveDec = Decimal("0.00001")
+    min_notional: Dec = Field(default=Decimal("5"), ge=0)
+    max_num_orders: int = Field(default=200, ge=1)
+    state_file: Path | None = Path("var/simulated-exchange.json")  # keeps resting orders across restarts
+
+    @field_validator("candles_file")
+    @classmethod
+    def _candles_exist(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"candle file {value} does not exist")
+        return value
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/gridbot.sqlite3"
+
+
+class TradingSettings(_Section):
+    symbol: str = "BTC/USDT"
+    maker_fee: Fraction = Decimal("0.001")  # the fee rate the grid plans with
+    taker_fee: Fraction = Decimal("0.001")
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_shape(cls, value: str) -> str:
+        base, sep, quote = value.partition("/")
+        if not sep or not base.isalnum() or not quote.isalnum():
+            raise ValueError(f"must look like BASE/QUOTE (e.g. BTC/USDT), got {value!r}")
+        return value.upper()
+
+
+class GridSettings(_Section):
+    lower: PositiveDec = Decimal("28500")
+    upper: PositiveDec = Decimal("31500")
+    levels: int = Field(default=16, ge=2, le=200)
+    spacing: Literal["arithmetic", "geometric"] = "arithmetic"
+    investment: PositiveDec = Decimal("1000")  # quote committed to the grid
+
+    @field_validator("upper")
+    @classmethod
+    def _above_lower(cls, value: Decimal, info: Any) -> Decimal:
+        lower = info.data.get("lower")
+        if lower is not None and value <= lower:
+            raise ValueError(f"must be above GRID__LOWER ({lower}), got {value}")
+        return value
+
+
+class RiskSettings(_Section):
+    stop_loss: PositiveDec | None = None  # price at or under which the grid stops
+    take_profit: PositiveDec | None = None  # price at or over which the grid stops
+    sell_on_stop: bool = False  # sell the grid's base at market when it stops
+    max_open_orders: int = Field(default=50, ge=1)
+    volatility_window_s: float = Field(default=900.0, gt=0)
+    volatile_range: Fraction = Decimal("0.03")
+    panic_range: Fraction = Decimal("0.08")
+    volatile_spread: Fraction = Decimal("0.002")
+    panic_spread: Fraction = Decimal("0.01")
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _normalise(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            return value.upper() if info.field_name == "level" else value.lower()
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # unrelated environment variables are none of our business
+        frozen=True,
+    )
+
+    exchange: ExchangeSettings = ExchangeSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    trading: TradingSettings = TradingSettings()
+    grid: GridSettings = GridSettings()
+    risk: RiskSettings = RiskSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def key_name(loc: tuple[int | str, ...]) -> str:
+    """('grid', 'levels') -> 'GRID__LEVELS', the name users set it by."""
+    return "__".join(str(part).upper() for part in loc if not isinstance(part, int))
+
+
+def _check_profile_keys(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigurationError("BOT_CONFIG", f"profile file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError("BOT_CONFIG", f"profile file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            "BOT_CONFIG", f"profile file {path} cannot be read: {exc.strerror}"
+        ) from None
+    sections = Settings.model_fields
+    for name, value in data.items():
+        if name not in sections:
+            raise ConfigurationError(name.upper(), f"unknown section [{name}] in {path}")
+        if not isinstance(value, dict):
+            raise ConfigurationError(name.upper(), f"must be a [{name}] table in {path}")
+
+
+def load_settings(profile: Path, *, env_file: Path | None = Path(".env")) -> Settings:
+    """Read the profile, `.env` and the environment, in rising precedence, into validated settings."""
+    _check_profile_keys(profile)
+
+    class ProfileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=profile, env_file=env_file)
+
+    try:
+        settings: Settings = ProfileSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        key = key_name(loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "is not a known setting"
+        elif (
+            not (set(map(str, loc)) & SECRET_FIELDS)
+            and "input" in error
+            and error["type"] not in {"missing", "value_error"}  # our own messages already say what they got
+        ):
+            shown = error["input"]
+            if not isinstance(shown, dict):
+                message = f"{message} (got {shown!r})"
+        raise ConfigurationError(key, message) from None
+    check_consistency(settings)
+    return settings
+
+
+def check_consistency(settings: Settings) -> None:
+    """Rules that span several keys."""
+    exchange = settings.exchange
+    if exchange.kind == "binance":
+        for field in ("api_key", "api_secret"):
+            secret = getattr(exchange, field)
+            if secret is None or not secret.get_secret_value().strip():
+                raise ConfigurationError(
+                    f"EXCHANGE__{field.upper()}",
+                    "is required when EXCHANGE__KIND=binance (set it in the environment or .env, not in a profile)",
+                )
+        if not exchange.testnet and not exchange.allow_live:
+            raise ConfigurationError(
+                "EXCHANGE__ALLOW_LIVE",
+                "EXCHANGE__TESTNET=false trades real money; set EXCHANGE__ALLOW_LIVE=true to confirm",
+            )
+    risk, grid = settings.risk, settings.grid
+    if risk.stop_loss is not None and risk.stop_loss >= grid.lower:
+        raise ConfigurationError(
+            "RISK__STOP_LOSS", f"must be under GRID__LOWER ({grid.lower}), got {risk.stop_loss}"
+        )
+    if risk.take_profit is not None and risk.take_profit <= grid.upper:
+        raise ConfigurationError(
+            "RISK__TAKE_PROFIT", f"must be over GRID__UPPER ({grid.upper}), got {risk.take_profit}"
+        )
+    if grid.levels - 1 > risk.max_open_orders:
+        raise ConfigurationError(
+            "GRID__LEVELS",
+            f"{grid.levels} levels keep {grid.levels - 1} orders open, over RISK__MAX_OPEN_ORDERS ({risk.max_open_orders})",
+        )
+    if settings.risk.panic_range <= settings.risk.volatile_range:
+        raise ConfigurationError("RISK__PANIC_RANGE", "must be above RISK__VOLATILE_RANGE")

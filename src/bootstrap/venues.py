@@ -1,0 +1,147 @@
+"""Venue builders: each turns settings into (gateway, market feed, order feed, background tasks).
+
+These are the only place that knows which exchange the bot talks to; the container picks one by
+`exchange.kind`. Heavy adapters (ccxt) are imported inside their builder, so the simulated
+profile never loads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+
+import structlog
+
+from bootstrap.settings import Settings
+from domain.errors import ConfigurationError
+from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed
+from domain.rules import MarketRules
+
+log = structlog.get_logger(__name__)
+
+TESTNET_REST = "https://testnet.binance.vision"
+LIVE_REST = "https://api.binance.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    name: str
+    gateway: ExchangeGateway
+    market_feed: MarketDataFeed
+    order_feed: OrderUpdateFeed
+    background: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    stop: Callable[[], None] = lambda: None
+
+
+VenueFactory = Callable[[], AbstractAsyncContextManager[Venue]]
+
+
+def simulated_rules(settings: Settings) -> MarketRules:
+    base, quote = settings.trading.symbol.split("/")
+    sim = settings.simulator
+    return MarketRules(
+        symbol=settings.trading.symbol,
+        base_asset=base,
+        quote_asset=quote,
+        tick_size=sim.tick_size,
+        step_size=sim.step_size,
+        min_qty=sim.step_size,
+        min_notional=sim.min_notional,
+        max_num_orders=sim.max_num_orders,
+    )
+
+
+@asynccontextmanager
+async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
+    """The in-process matching engine, fed by the synthetic path or a candle file. Its state is kept
+    in a JSON file between runs so a restarted bot finds its resting orders again."""
+    from adapters.simulated.engine import MatchingEngine
+    from adapters.simulated.exchange import SimulatedExchange
+    from adapters.simulated.price_source import CandleFilePriceSource, PriceSource, SyntheticPriceSource
+    from adapters.simulated.state_store import JsonStateStore
+
+    sim = settings.simulator
+    rules = simulated_rules(settings)
+    store = JsonStateStore(sim.state_file) if sim.state_file is not None else None
+    engine: MatchingEngine | None = None
+    if store is not None:
+        try:
+            state = store.load()
+        except ValueError as exc:
+            raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
+        if state is not None:
+            restored = MatchingEngine.restore(state)
+            if restored.rules == rules:
+                engine = restored
+                log.info(
+                    "simulated exchange restored",
+                    state_file=str(sim.state_file),
+                    open_orders=len(engine.open_orders()),
+                )
+            else:
+                log.warning(
+                    "simulated exchange state is for other market rules; starting afresh",
+                    state_file=str(sim.state_file),
+                )
+    if engine is None:
+        engine = MatchingEngine(
+            rules,
+            {rules.quote_asset: sim.quote_balance, rules.base_asset: sim.base_balance},
+            maker_fee=sim.maker_fee,
+            taker_fee=sim.taker_fee,
+        )
+    source: PriceSource
+    if sim.candles_file is not None:
+        source = CandleFilePriceSource(sim.candles_file, start_time_override=clock.now())
+    else:
+        source = SyntheticPriceSource(
+            start_price=engine.last_price or sim.start_price,
+            tick_size=rules.tick_size,
+            seed=sim.seed,
+            volatility=sim.volatility,
+            step_seconds=sim.step_seconds,
+            start_time=clock.now(),
+            reversion=sim.reversion,
+        )
+    exchange = SimulatedExchange(engine, source, clock, step_interval=sim.step_interval_s)
+    try:
+        yield Venue(
+            "simulated", exchange, exchange, exchange, background=(exchange.run,), stop=exchange.close
+        )
+    finally:
+        exchange.close()
+        if store is not None:
+            store.save(engine.snapshot())
+
+
+@asynccontextmanager
+async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
+    """Binance spot (testnet unless live is confirmed) through ccxt; prices and fills by REST polling."""
+    from adapters.binance import BinanceConfig, open_binance_gateway
+    from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
+
+    ex = settings.exchange
+    if ex.api_key is None or ex.api_secret is None:  # check_consistency already said so
+        raise ConfigurationError("EXCHANGE__API_KEY", "is required when EXCHANGE__KIND=binance")
+    if not ex.testnet:
+        log.warning("LIVE TRADING: orders go to Binance with real funds", rest_url=ex.rest_url or LIVE_REST)
+    config = BinanceConfig(
+        api_key=ex.api_key.get_secret_value(),
+        api_secret=ex.api_secret.get_secret_value(),
+        rest_url=(ex.rest_url or (TESTNET_REST if ex.testnet else LIVE_REST)).rstrip("/"),
+        recv_window_ms=ex.recv_window_ms,
+        request_timeout_s=ex.request_timeout_s,
+    )
+    async with open_binance_gateway(config, clock) as gateway:
+        market = PollingMarketDataFeed(gateway, clock, interval_s=ex.poll_interval_s)
+        orders = PollingOrderUpdateFeed(gateway, clock, interval_s=ex.poll_interval_s)
+
+        def stop() -> None:
+            market.close()
+            orders.close()
+
+        try:
+            yield Venue("binance-testnet" if ex.testnet else "binance", gateway, market, orders, stop=stop)
+        finally:
+            stop()

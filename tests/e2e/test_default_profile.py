@@ -1,0 +1,88 @@
+"""`make run` as a user sees it: the default profile trades on the simulated exchange and books it all."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from decimal import Decimal
+
+from .conftest import Cli
+
+
+def _events(stderr: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_run_books_orders_and_fills_and_status_reports_them(cli: Cli) -> None:
+    done = cli.run("run", "--duration", "4")
+    assert done.returncode == 0, done.stderr
+    events = _events(done.stderr)
+    names = [e["event"] for e in events]
+    assert "grid started" in names
+    assert names.count("fill") >= 2, "the default market moves enough for fills within seconds"
+    assert names[-1] == "simulated exchange stopped" or "grid stopped" in names
+
+    status = cli.status()
+    assert status["run"]["status"] == "stopped"
+    assert status["fills"] >= 2
+    assert len(status["open_orders"]) == 15  # 16 levels, one empty
+    for order in status["open_orders"]:
+        assert set(order) >= {"client_order_id", "side", "price", "amount", "status"}
+        assert order["status"] == "open"
+        Decimal(order["price"]), Decimal(order["amount"])  # exact decimal strings
+
+    # realized PnL is what the booked sells earned over their cost, to the last digit
+    db = sqlite3.connect(cli.workdir / "var" / "gridbot.sqlite3")
+    rows = db.execute(
+        "SELECT realized_pnl, side FROM fills WHERE run_id = ?", (status["run"]["run_id"],)
+    ).fetchall()
+    assert len(rows) == status["fills"]
+    assert sum((Decimal(pnl) for pnl, _ in rows), Decimal(0)) == Decimal(status["realized_pnl"])
+    assert all(Decimal(pnl) == 0 for pnl, side in rows if side == "buy")
+    sells_pnl = [Decimal(pnl) for pnl, side in rows if side == "sell"]
+    assert all(p > 0 for p in sells_pnl), "a grid sell one level up earns more than the fees"
+    assert status["completed_cycles"] == len(sells_pnl)
+
+
+def test_restart_resumes_the_grid_without_placing_it_again(cli: Cli) -> None:
+    first = cli.run("run", "--duration", "2")
+    assert first.returncode == 0, first.stderr
+    before = cli.status()
+    second = cli.run("run", "--duration", "2")
+    assert second.returncode == 0, second.stderr
+    names = [e["event"] for e in _events(second.stderr)]
+    assert "resuming grid" in names
+    assert "grid started" not in names
+    after = cli.status()
+    assert after["run"]["run_id"] == before["run"]["run_id"]
+    assert after["fills"] >= before["fills"]
+    ids = [o["client_order_id"] for o in after["open_orders"]]
+    assert len(ids) == len(set(ids)) == 15
+
+
+def test_bad_setting_exits_2_with_one_line_naming_the_key(cli: Cli) -> None:
+    done = cli.run("run", "--duration", "1", extra_env={"GRID__LEVELS": "1"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: GRID__LEVELS: Input should be greater than or equal to 2 (got '1')"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_secrets_never_reach_output(cli: Cli) -> None:
+    secret_env = {
+        "EXCHANGE__KIND": "binance",
+        "EXCHANGE__API_KEY": "k3y-value-never-shown",
+        "EXCHANGE__API_SECRET": "",
+        "EXCHANGE__TESTNET": "false",
+    }
+    done = cli.run("run", "--duration", "1", extra_env=secret_env)
+    assert done.returncode == 2
+    assert "EXCHANGE__API_SECRET" in done.stderr
+    assert "k3y-value-never-shown" not in done.stderr + done.stdout
+
+
+def test_status_without_any_run_says_so(cli: Cli) -> None:
+    done = cli.run("status")
+    assert done.returncode == 0
+    assert "No run recorded yet" in done.stdout
