@@ -150,7 +150,7 @@ def plan_grid(
     if not levels[0] <= start_price <= levels[-1]:
         return Failure(
             Rejection(
-                "GRID__LOWER",
+                "GRID__LOWER" if start_price < levels[0] else "GRID__UPPER",
                 f"the market price {start_price} is outside the grid [{levels[0]}, {levels[-1]}]; "
                 "move GRID__LOWER/GRID__UPPER around it",
             )
@@ -268,6 +268,62 @@ def initial_sells(plan: GridPlan, base_received: Decimal, quote_spent: Decimal) 
     return tuple(sells)
 
 
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """Base the grid holds but cannot sell yet, and the quote it cost.
+
+    A buy's fee is taken in base and is usually smaller than one quantity step (0.001 BTC pays
+    0.000001 BTC), so a sell of what was received, floored to the step, leaves a crumb behind.
+    Dropping the crumb would strand its cost and slowly eat the budget; instead it is carried
+    into the next sell, which sells it as soon as crumbs add up to a step.
+    """
+
+    base: Decimal = ZERO
+    cost: Decimal = ZERO
+
+
+NO_LEFTOVER = Leftover()
+
+
+def counter_order_carrying(
+    levels: Sequence[Decimal],
+    *,
+    filled_side: Side,
+    filled_level: int,
+    filled_amount: Decimal,
+    filled_quote: Decimal,
+    fee: Decimal,
+    fee_asset_is_base: bool,
+    quantity: Decimal,
+    rules: MarketRules,
+    carried: Leftover = NO_LEFTOVER,
+) -> tuple[PlannedOrder | None, Leftover]:
+    """The order the grid places after an order at `filled_level` filled completely, and the
+    leftover base it carries on.
+
+    A filled buy places a sell one level up for the base actually received (amount minus a base
+    fee) plus the carried leftover, down to the step; its cost basis is the matching share of
+    what that base cost, and the rest is carried on. A filled sell places a buy one level down
+    for the grid quantity and leaves the leftover as it was. None at the ends of the ladder.
+    """
+    if filled_side is Side.BUY:
+        received = filled_amount - fee if fee_asset_is_base else filled_amount
+        pool = received + carried.base
+        pool_cost = filled_quote + carried.cost
+        target = filled_level + 1
+        amount = rules.floor_amount(pool)
+        if target >= len(levels) or amount <= 0:
+            return None, Leftover(pool, pool_cost)
+        cost = (pool_cost * amount / pool).quantize(FEE_QUANTUM)
+        return PlannedOrder(target, Side.SELL, levels[target], amount, cost), Leftover(
+            pool - amount, pool_cost - cost
+        )
+    target = filled_level - 1
+    if target < 0:
+        return None, carried
+    return PlannedOrder(target, Side.BUY, levels[target], quantity), carried
+
+
 def counter_order(
     levels: Sequence[Decimal],
     *,
@@ -280,26 +336,29 @@ def counter_order(
     quantity: Decimal,
     rules: MarketRules,
 ) -> PlannedOrder | None:
-    """The order the grid places after an order at `filled_level` filled completely.
+    """`counter_order_carrying` with nothing carried in, for callers that keep no leftover."""
+    planned, _ = counter_order_carrying(
+        levels,
+        filled_side=filled_side,
+        filled_level=filled_level,
+        filled_amount=filled_amount,
+        filled_quote=filled_quote,
+        fee=fee,
+        fee_asset_is_base=fee_asset_is_base,
+        quantity=quantity,
+        rules=rules,
+    )
+    return planned
 
-    A filled buy places a sell one level up for the base actually received (amount minus a base
-    fee, down to the step); its cost basis is the quote paid for that base. A filled sell places
-    a buy one level down for the grid quantity. None at the ends of the ladder.
-    """
-    if filled_side is Side.BUY:
-        target = filled_level + 1
-        if target >= len(levels):
-            return None
-        received = filled_amount - fee if fee_asset_is_base else filled_amount
-        amount = rules.floor_amount(received)
-        if amount <= 0:
-            return None
-        cost = (filled_quote * amount / received).quantize(FEE_QUANTUM) if received > 0 else ZERO
-        return PlannedOrder(target, Side.SELL, levels[target], amount, cost)
-    target = filled_level - 1
-    if target < 0:
-        return None
-    return PlannedOrder(target, Side.BUY, levels[target], quantity)
+
+def leftover_after_initial_sells(
+    sells: Sequence[PlannedOrder], base_received: Decimal, quote_spent: Decimal
+) -> Leftover:
+    """What the start purchase leaves once the initial sells took their share."""
+    return Leftover(
+        base_received - sum((s.amount for s in sells), ZERO),
+        quote_spent - sum((s.cost_basis for s in sells), ZERO),
+    )
 
 
 def sell_profit(
