@@ -33,12 +33,15 @@ from domain.errors import (
 )
 from domain.grid import (
     FEE_QUANTUM,
+    NO_LEFTOVER,
     GridParams,
     GridPlan,
+    Leftover,
     PlannedOrder,
     client_order_id,
-    counter_order,
+    counter_order_carrying,
     initial_sells,
+    leftover_after_initial_sells,
     plan_grid,
     sell_profit,
 )
@@ -79,7 +82,9 @@ from domain.rules import MarketRules
 
 log = structlog.get_logger(__name__)
 
-_DEFERRABLE_RULES = frozenset({"MARKET_STATE", "MAX_OPEN_ORDERS", "MAX_NUM_ORDERS"})
+# Refusals that pass with time (the market calms, an order fills, a sell brings quote back): the order
+# stays PENDING and is tried again on the next ticker instead of leaving a hole in the ladder.
+_DEFERRABLE_RULES = frozenset({"MARKET_STATE", "MAX_OPEN_ORDERS", "MAX_NUM_ORDERS", "INVESTMENT"})
 
 
 def _money(value: Decimal) -> str:
@@ -131,6 +136,7 @@ class GridBot:
         self._run: BotRun | None = None
         self._levels: tuple[Decimal, ...] = ()
         self._quantity = ZERO
+        self._leftover: Leftover = NO_LEFTOVER  # base under one step, carried into the next sell
         self._active: dict[str, TrackedOrder] = {}
         self._attempted: set[str] = set()  # PENDING orders whose send had an unknown outcome
         self._prices: deque[tuple[datetime, Decimal]] = deque()
@@ -256,6 +262,7 @@ class GridBot:
         if plan.base_to_buy > 0:
             base_received, quote_spent = await self._buy_inventory(plan.base_to_buy, price)
             sells = initial_sells(plan, base_received, quote_spent)
+            await self._keep_leftover(leftover_after_initial_sells(sells, base_received, quote_spent))
         await self._book_new_orders([*plan.buys, *sells], parent=None)
         await self._flush_pending()
 
@@ -283,6 +290,9 @@ class GridBot:
         self._log = self._log.bind(run_id=run.run_id)
         self._levels = tuple(Decimal(p) for p in run.params["levels"].split(","))
         self._quantity = Decimal(run.params["quantity"])
+        self._leftover = Leftover(
+            Decimal(run.params.get("leftover_base", "0")), Decimal(run.params.get("leftover_cost", "0"))
+        )
         async with self._uow() as uow:
             active = await uow.orders.list_active(run.run_id)
             self._realized = await uow.fills.realized_pnl(run.run_id)
@@ -507,7 +517,7 @@ class GridBot:
         single = last_fill.amount == filled.amount
         fee = last_fill.fee if single else (filled.amount * self._config.maker_fee).quantize(FEE_QUANTUM)
         quote = last_fill.quote_amount if single else filled.amount * (filled.price or last_fill.price)
-        planned = counter_order(
+        planned, leftover = counter_order_carrying(
             self._levels,
             filled_side=filled.side,
             filled_level=filled.level,
@@ -517,21 +527,40 @@ class GridBot:
             fee_asset_is_base=last_fill.fee_asset == rules.base_asset,
             quantity=self._quantity,
             rules=rules,
+            carried=self._leftover,
         )
-        if planned is None:
-            self._log.info("fill at the end of the ladder: no counter-order", level=filled.level)
-            return None
-        if any(
+        occupied = planned is not None and any(
             o.level == planned.level
             for o in self._active.values()
             if o.client_order_id != filled.client_order_id
-        ):
+        )
+        if planned is not None and occupied:
             self._log.warning("level already holds an order: counter-order skipped", level=planned.level)
+            if planned.side is Side.SELL:  # the base stays with the grid, to go with a later sell
+                leftover = Leftover(leftover.base + planned.amount, leftover.cost + planned.cost_basis)
+            planned = None
+        if leftover != self._leftover:
+            await self._keep_leftover(leftover, unit)
+        if planned is None:
+            self._log.info("no counter-order", level=filled.level, side=filled.side.value)
             return None
         seq = await unit.orders.count_for_level(filled.run_id, planned.level)
         child = self._tracked_from_plan(planned, seq, parent=filled.client_order_id)
         await unit.orders.add(child)
         return child
+
+    async def _keep_leftover(self, leftover: Leftover, unit: UnitOfWork | None = None) -> None:
+        """Remember the unsellable crumb of base with the run, in the caller's unit of work if any."""
+        run = self._run_or_raise()
+        params = {**run.params, "leftover_base": str(leftover.base), "leftover_cost": str(leftover.cost)}
+        updated = replace(run, params=params)
+        if unit is not None:
+            await unit.runs.update(updated)
+        else:
+            async with self._uow() as uow:
+                await uow.runs.update(updated)
+                await uow.commit()
+        self._run, self._leftover = updated, leftover
 
     # ------------------------------------------------------------------ orders
     def _tracked_from_plan(self, planned: PlannedOrder, seq: int, *, parent: str | None) -> TrackedOrder:
@@ -603,7 +632,9 @@ class GridBot:
         in_use = sum(
             ((o.price or ZERO) * o.remaining if o.side is Side.BUY else o.cost_basis for o in live), ZERO
         )
-        return Exposure(open_orders=len(live), quote_in_use=in_use, realized_pnl=self._realized)
+        return Exposure(
+            open_orders=len(live), quote_in_use=in_use + self._leftover.cost, realized_pnl=self._realized
+        )
 
     async def _send(self, tracked: TrackedOrder) -> Order | None:
         """Send a PENDING order unless a rule defers or refuses it. Returns the venue's view."""
@@ -735,6 +766,8 @@ class GridBot:
                 base_to_sell += tracked.remaining
                 cost += tracked.cost_basis * (tracked.remaining / tracked.amount)
         self._log.info("grid orders cancelled", count=len(to_cancel))
+        base_to_sell += self._leftover.base
+        cost += self._leftover.cost
         if decision.sell_base and base_to_sell > 0:
             amount = self._rules_or_raise().floor_amount(base_to_sell)
             if amount > 0:
