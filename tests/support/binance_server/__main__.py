@@ -1,0 +1,88 @@
+"""`PYTHONPATH=tests python -m support.binance_server --port N [--price P]`: serve until SIGTERM.
+
+Prints exactly one line to stdout, "listening on http://127.0.0.1:PORT", once it accepts
+connections (for e2e tests that start the bot as a subprocess, and for benchmarks); logs go to
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+
+import structlog
+
+from support.binance_server.app import FakeBinance
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a decimal number: {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _balance(text: str) -> tuple[str, Decimal]:
+    asset, sep, amount = text.partition("=")
+    if not sep or not asset:
+        raise argparse.ArgumentTypeError(f"expected ASSET=AMOUNT, got {text!r}")
+    return asset.upper(), _decimal(amount)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m support.binance_server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
+    parser.add_argument("--symbol", default="BTC/USDT")
+    parser.add_argument(
+        "--price", type=_decimal, default=Decimal("30000.00"), help="starting price of --symbol"
+    )
+    parser.add_argument(
+        "--balance", type=_balance, action="append", default=[], help="ASSET=AMOUNT, repeatable"
+    )
+    parser.add_argument("--api-key", default="test-api-key")
+    parser.add_argument("--api-secret", default="test-api-secret")
+    parser.add_argument("--weight-limit", type=int, default=6000)
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = FakeBinance(
+        api_key=args.api_key,
+        api_secret=args.api_secret,
+        balances=dict(args.balance) or None,
+        prices={args.symbol: args.price},
+        weight_limit=args.weight_limit,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    url = await server.start(args.host, args.port)
+    try:
+        sys.stdout.write(f"listening on {url}\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, args.log_level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
