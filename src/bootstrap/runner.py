@@ -64,6 +64,8 @@ async def run_bot(settings: Settings, *, duration: float | None = None) -> RunOu
             duration=duration,
         )
         background = [asyncio.create_task(job(), name="venue") for job in venue.background]
+        if venue.ready is not None:
+            await venue.ready()  # e.g. the simulated market has published its first price
         if duration is not None:
             background.append(asyncio.create_task(_stop_after(clock, duration, stop), name="duration"))
         bot_task = asyncio.create_task(bot.run(stop), name="grid-bot")

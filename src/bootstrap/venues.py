@@ -32,6 +32,7 @@ class Venue:
     order_feed: OrderUpdateFeed
     background: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     stop: Callable[[], None] = lambda: None
+    ready: Callable[[], Awaitable[None]] | None = None  # awaited after the background tasks start
 
 
 VenueFactory = Callable[[], AbstractAsyncContextManager[Venue]]
