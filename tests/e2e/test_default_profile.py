@@ -86,3 +86,26 @@ def test_status_without_any_run_says_so(cli: Cli) -> None:
     done = cli.run("status")
     assert done.returncode == 0
     assert "No run recorded yet" in done.stdout
+
+
+def test_default_profile_never_imports_ccxt(cli: Cli) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bootstrap", "run", "--duration", "0.3"],
+        cwd=cli.workdir,
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "sqlalchemy" in imported  # the measurement works
+    assert "ccxt" not in imported

@@ -15,7 +15,9 @@ def test_secrets_are_redacted_by_key_value_and_inside_text() -> None:
     configure_logging(level="INFO", fmt="json", secrets=["s3cr3t-api-secret", "my-api-key-123"], stream=out)
     logger = structlog.get_logger("test")
     logger.info("request", api_key="my-api-key-123", url="https://x/api/v3/order?a=1&signature=deadbeef01")
-    logger.info("failed with my-api-key-123 and s3cr3t-api-secret", nested={"secret": "xyz", "ok": "my-api-key-123"})
+    logger.info(
+        "failed with my-api-key-123 and s3cr3t-api-secret", nested={"secret": "xyz", "ok": "my-api-key-123"}
+    )
     try:
         raise RuntimeError("auth failed for s3cr3t-api-secret")
     except RuntimeError:

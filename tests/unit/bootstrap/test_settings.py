@@ -18,7 +18,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import os
 
     for name in list(os.environ):
-        if "__" in name and name.split("__")[0] in {"EXCHANGE", "GRID", "DATABASE", "LOG", "RISK", "SIMULATOR", "TRADING"}:
+        if "__" in name and name.split("__")[0] in {
+            "EXCHANGE",
+            "GRID",
+            "DATABASE",
+            "LOG",
+            "RISK",
+            "SIMULATOR",
+            "TRADING",
+        }:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -36,7 +44,9 @@ def test_shipped_profiles_load() -> None:
     assert default.database.url.startswith("sqlite+aiosqlite:///")
 
 
-def test_environment_overrides_dotenv_which_overrides_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_overrides_dotenv_which_overrides_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     profile = write(tmp_path, '[grid]\nlevels = 10\ninvestment = "500"\nlower = "1000"\nupper = "2000"\n')
     dotenv = write(tmp_path, "GRID__LEVELS=12\nGRID__INVESTMENT=700\n", ".env")
     monkeypatch.setenv("GRID__LEVELS", "14")
@@ -68,7 +78,9 @@ def test_toml_floats_become_exact_decimals(tmp_path: Path) -> None:
         ({"SIMULATOR__CANDLES_FILE": "missing.json"}, "SIMULATOR__CANDLES_FILE", "does not exist"),
     ],
 )
-def test_bad_values_name_their_key(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], key: str, words: str) -> None:
+def test_bad_values_name_their_key(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], key: str, words: str
+) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError) as caught:
