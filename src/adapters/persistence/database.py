@@ -159,8 +159,12 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
-    finally:
+    except Exception:
+        # e.g. "file is not a database": close now, or aiosqlite's worker thread outlives the loop
         cursor.close()
+        dbapi_connection.close()
+        raise
+    cursor.close()
 
 
 def _begin_immediate(connection: Connection) -> None:
