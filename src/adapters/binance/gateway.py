@@ -1,0 +1,436 @@
+"""The Binance spot REST gateway (domain.ports.ExchangeGateway) on top of ccxt.
+
+Every call goes: circuit breaker -> (time resync when due) -> ccxt -> error mapping, inside a
+retry loop for transient failures; the rate limiter sits inside ccxt's request path (client.py).
+Placement is the one call that is never blindly retried: after a failure whose outcome is
+unknown it looks the order up by client order id first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from adapters.binance.circuit_breaker import BreakerState, CircuitBreaker
+from adapters.binance.client import CcxtBinance, create_client
+from adapters.binance.config import BinanceConfig
+from adapters.binance.errors import CircuitOpen, UnderMaintenance, is_clock_skew, map_exception
+from adapters.binance.parsing import (
+    as_list,
+    as_payload,
+    parse_balances,
+    parse_market_rules,
+    parse_order,
+    parse_ticker,
+    parse_trade,
+)
+from adapters.binance.rate_limit import LimiterHooks, RateLimiter, parse_rate_limits
+from adapters.binance.retry import RetryPolicy, is_retryable
+from adapters.binance.time_sync import TimeSync
+from domain.errors import (
+    DuplicateOrder,
+    ExchangeError,
+    ExchangeUnavailable,
+    InsufficientFunds,
+    InvalidOrder,
+    InvalidResponse,
+    OrderNotFound,
+    OrderStateUnknown,
+)
+from domain.models import Balance, Fill, Order, OrderRequest, OrderType, Ticker
+from domain.ports import Clock, ExchangeGateway
+from domain.rules import MarketRules
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+MY_TRADES_PAGE = 1000
+_CLIENT_ID_CACHE_SIZE = 10_000
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as ccxt expects it: positional notation, never '1E-7'."""
+    return format(value, "f")
+
+
+class BinanceGateway:
+    """Implements domain.ports.ExchangeGateway for Binance spot. Build it with
+    `open_binance_gateway`, which also opens and closes the ccxt client."""
+
+    def __init__(
+        self,
+        client: CcxtBinance,
+        config: BinanceConfig,
+        clock: Clock,
+        *,
+        limiter: RateLimiter,
+        breaker: CircuitBreaker | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._clock = clock
+        self._limiter = limiter
+        self._breaker = breaker or CircuitBreaker(clock)
+        self._retry = retry or RetryPolicy(clock)
+        self._time = TimeSync(clock, resync_s=config.time_resync_s)
+        self._markets_loaded_at: float | None = None
+        self._markets_lock = asyncio.Lock()
+        self._maintenance = False
+        self._reported_state = "normal"
+        self._client_ids: OrderedDict[str, str] = OrderedDict()
+
+    # -- health ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """One of "normal", "rate_limited", "circuit_open" (half-open included) or "maintenance",
+        for health checks and logs."""
+        if self._breaker.state is not BreakerState.CLOSED:
+            return "circuit_open"
+        if self._limiter.blocked_for(self._clock.now().timestamp()) > 0:
+            return "rate_limited"
+        if self._maintenance:
+            return "maintenance"
+        return "normal"
+
+    def _report_state(self) -> None:
+        state = self.state
+        if state != self._reported_state:
+            log.warning("binance.state", previous=self._reported_state, state=state)
+            self._reported_state = state
+
+    def _set_maintenance(self, on: bool, reason: str = "") -> None:
+        if on != self._maintenance:
+            if on:
+                log.warning("binance.maintenance.started", reason=reason)
+            else:
+                log.info("binance.maintenance.ended")
+            self._maintenance = on
+
+    # -- the call pipeline ----------------------------------------------------------------------
+    async def _invoke(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """One ccxt call; any exception becomes a domain error (the ccxt one is kept as cause)."""
+        try:
+            result = await fn()
+        except asyncio.CancelledError:
+            raise
+        except ExchangeError as error:
+            self._note_failure(error)
+            raise
+        except Exception as exc:
+            mapped = map_exception(exc, now_ms=self._client.milliseconds() - self._time.difference_ms)
+            self._note_failure(mapped)
+            raise mapped from exc
+        self._set_maintenance(False)
+        return result
+
+    def _note_failure(self, error: ExchangeError) -> None:
+        if isinstance(error, UnderMaintenance):
+            self._set_maintenance(True, str(error))
+        elif not isinstance(error, ExchangeUnavailable):
+            self._set_maintenance(False)  # the venue answered normally, if negatively
+
+    async def _sync_time(self, reason: str) -> None:
+        async def server_ms() -> int:
+            value: object = await self._invoke(self._client.fetch_time)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidResponse(f"time: field 'serverTime' is not an integer: {value!r}")
+            return value
+
+        def apply(difference_ms: int) -> None:
+            self._client.options["timeDifference"] = difference_ms
+
+        await self._time.sync(server_ms, self._client.milliseconds, apply, reason=reason)
+
+    async def _attempt(self, fn: Callable[[], Awaitable[T]], *, signed: bool) -> T:
+        """One attempt through the circuit breaker, with the -1021 resync-and-retry-once rule."""
+        self._breaker.before_call()
+        recorded = False
+        try:
+            if signed and self._time.due:
+                await self._sync_time("scheduled")
+            try:
+                result = await self._invoke(fn)
+            except ExchangeError as error:
+                if not is_clock_skew(error):
+                    raise
+                log.warning("binance.time.rejected", error=str(error))
+                await self._sync_time("-1021")
+                result = await self._invoke(fn)
+        except ExchangeError as error:
+            if is_retryable(error):
+                self._breaker.record_failure()
+            elif isinstance(error, UnderMaintenance):
+                self._breaker.release()
+            else:
+                self._breaker.record_success()  # a refusal still proves the venue is up
+            recorded = True
+            self._report_state()
+            raise
+        else:
+            self._breaker.record_success()
+            recorded = True
+            if self._reported_state != "normal":
+                self._report_state()
+            return result
+        finally:
+            if not recorded:
+                self._breaker.release()
+                self._report_state()
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, signed: bool = False) -> T:
+        return await self._retry.run(lambda: self._attempt(fn, signed=signed))
+
+    # -- markets ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load markets and rate limits (one exchangeInfo request) and measure the clock offset."""
+        await self._ensure_markets()
+        await self._call(lambda: self._sync_time("start"))
+        log.info(
+            "binance.gateway.started",
+            config=repr(self._config),
+            rate_limits=[str(r) for r in self._limiter.rules],
+        )
+
+    def _markets_fresh(self) -> bool:
+        loaded_at = self._markets_loaded_at
+        return loaded_at is not None and self._clock.monotonic() - loaded_at < self._config.markets_ttl_s
+
+    async def _ensure_markets(self) -> None:
+        if self._markets_fresh():
+            return
+        async with self._markets_lock:
+            if self._markets_fresh():
+                return  # another task reloaded them while this one waited
+            loaded_at = self._markets_loaded_at
+            reload = loaded_at is not None
+            await self._call(lambda: self._client.load_markets(reload=reload))
+            info = self._client.gridbot_exchange_info
+            if info is None:
+                raise InvalidResponse("exchangeInfo was not received")
+            self._limiter.set_rules(parse_rate_limits(info))
+            self._markets_loaded_at = self._clock.monotonic()
+            log.info("binance.markets.loaded", markets=len(self._client.markets or {}), reload=reload)
+
+    def _market(self, symbol: str) -> Mapping[str, Any]:
+        markets = self._client.markets or {}
+        market = markets.get(symbol)
+        if market is None:
+            raise ExchangeError(f"unknown symbol {symbol!r} on Binance spot", code=-1121)
+        return as_payload(market, f"market[{symbol}]")
+
+    async def market_rules(self, symbol: str) -> MarketRules:
+        await self._ensure_markets()
+        market = self._market(symbol)
+        return parse_market_rules(symbol, as_payload(market.get("info"), f"market[{symbol}].info"))
+
+    # -- market data and account ----------------------------------------------------------------
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        self._market(symbol)
+        result = await self._call(lambda: self._client.fetch_ticker(symbol))
+        return parse_ticker(symbol, _info(result, f"ticker[{symbol}]"))
+
+    async def fetch_balances(self) -> Mapping[str, Balance]:
+        result = await self._call(lambda: self._client.fetch_balance(self._signed_params()), signed=True)
+        return parse_balances(_info(result, "account"))
+
+    # -- orders -----------------------------------------------------------------------------------
+    def _signed_params(self, **extra: object) -> dict[str, Any]:
+        return {"recvWindow": self._config.recv_window_ms, **extra}
+
+    def _remember(self, order: Order) -> Order:
+        self._client_ids[order.order_id] = order.client_order_id
+        self._client_ids.move_to_end(order.order_id)
+        while len(self._client_ids) > _CLIENT_ID_CACHE_SIZE:
+            self._client_ids.popitem(last=False)
+        return order
+
+    def _order_from(self, symbol: str, result: object) -> Order:
+        return self._remember(parse_order(symbol, _info(result, "order")))
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        """Place once, even across failures: after a failure whose outcome is unknown (5xx,
+        timeout, dropped connection) the order is looked up by its client order id before any new
+        attempt; if the outcome stays unknown, OrderStateUnknown is raised."""
+        if not request.client_order_id:
+            raise ValueError(
+                "refusing to place an order without a client order id: it could not be recovered"
+            )
+        if request.type is OrderType.LIMIT and request.price is None:
+            raise InvalidOrder(f"limit order {request.client_order_id} has no price")
+        await self._ensure_markets()
+        self._market(request.symbol)
+        cid = request.client_order_id
+        uncertain: list[ExchangeError] = []
+
+        async def lookup() -> Order | None:
+            try:
+                found = await self._attempt(
+                    lambda: self._client.fetch_order(
+                        None, request.symbol, self._signed_params(origClientOrderId=cid)
+                    ),
+                    signed=True,
+                )
+            except OrderNotFound:
+                log.info("binance.order.absent_after_failure", client_order_id=cid)
+                return None
+            order = self._order_from(request.symbol, found)
+            log.warning("binance.order.recovered_after_failure", client_order_id=cid, order_id=order.order_id)
+            return order
+
+        async def attempt() -> Order:
+            if uncertain:
+                existing = await lookup()
+                if existing is not None:
+                    return existing
+            try:
+                result = await self._attempt(lambda: self._create(request), signed=True)
+            except DuplicateOrder:
+                if uncertain:
+                    existing = await lookup()
+                    if existing is not None:
+                        return existing
+                raise
+            except ExchangeUnavailable as error:
+                if not isinstance(error, CircuitOpen):
+                    uncertain.append(error)
+                    log.warning("binance.order.outcome_unknown", client_order_id=cid, error=str(error))
+                raise
+            order = self._order_from(request.symbol, result)
+            log.info(
+                "binance.order.placed",
+                client_order_id=cid,
+                order_id=order.order_id,
+                side=str(order.side),
+                amount=str(order.amount),
+                price=None if order.price is None else str(order.price),
+                status=str(order.status),
+            )
+            return order
+
+        try:
+            return await self._retry.run(attempt)
+        except (InvalidOrder, InsufficientFunds):
+            raise  # definitive refusals of a (re)placement: nothing was placed
+        except ExchangeError as error:
+            if uncertain and not isinstance(error, OrderStateUnknown):
+                raise OrderStateUnknown(
+                    f"order {cid}: placement failed and its outcome is unknown ({error}); "
+                    "look it up by client order id",
+                    code=error.code,
+                ) from error
+            raise
+
+    async def _create(self, request: OrderRequest) -> dict[str, Any]:
+        params = self._signed_params(clientOrderId=request.client_order_id)
+        price: str | None = None
+        if request.type is OrderType.LIMIT:
+            assert request.price is not None
+            price = _plain(request.price)
+            params["timeInForce"] = "GTC"
+        return await self._client.create_order(
+            request.symbol, str(request.type), str(request.side), _plain(request.amount), price, params
+        )
+
+    async def cancel_order(self, symbol: str, order_id: str) -> Order:
+        self._market(symbol)
+        result = await self._call(
+            lambda: self._client.cancel_order(order_id, symbol, self._signed_params()), signed=True
+        )
+        order = self._order_from(symbol, result)
+        log.info("binance.order.cancelled", order_id=order.order_id, client_order_id=order.client_order_id)
+        return order
+
+    async def fetch_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order:
+        if order_id is None and client_order_id is None:
+            raise ValueError("fetch_order needs an order id or a client order id")
+        self._market(symbol)
+        params = self._signed_params()
+        if client_order_id is not None:
+            params["origClientOrderId"] = client_order_id
+        result = await self._call(lambda: self._client.fetch_order(order_id, symbol, params), signed=True)
+        return self._order_from(symbol, result)
+
+    async def fetch_open_orders(self, symbol: str) -> Sequence[Order]:
+        self._market(symbol)
+        result = await self._call(
+            lambda: self._client.fetch_open_orders(symbol, None, None, self._signed_params()), signed=True
+        )
+        return [self._order_from(symbol, entry) for entry in as_list(result, "openOrders")]
+
+    async def fetch_my_trades(self, symbol: str, since_trade_id: str | None = None) -> Sequence[Fill]:
+        """Trades after `since_trade_id` (Binance's `fromId` is inclusive, hence +1), oldest first,
+        at most one page (1000): call again from the last id for more."""
+        self._market(symbol)
+        params = self._signed_params()
+        if since_trade_id is not None:
+            try:
+                params["fromId"] = int(since_trade_id) + 1
+            except ValueError:
+                raise ValueError(f"Binance trade ids are integers, got {since_trade_id!r}") from None
+        result = await self._call(
+            lambda: self._client.fetch_my_trades(symbol, None, MY_TRADES_PAGE, params), signed=True
+        )
+        raw_trades = [
+            as_payload(_info(entry, "myTrades[]"), "myTrades[]") for entry in as_list(result, "myTrades")
+        ]
+        client_ids = await self._client_ids_for(symbol, raw_trades)
+        fills = []
+        for raw in raw_trades:
+            order_id = str(raw.get("orderId"))
+            fills.append(parse_trade(symbol, raw, client_ids[order_id]))
+        return sorted(fills, key=lambda fill: int(fill.trade_id))
+
+    async def _client_ids_for(
+        self, symbol: str, raw_trades: Sequence[Mapping[str, object]]
+    ) -> dict[str, str]:
+        """Binance's trade list lacks the client order id: take it from orders this gateway has
+        seen, and look up the others (one query per unknown order, then cached)."""
+        result: dict[str, str] = {}
+        for raw in raw_trades:
+            order_id = raw.get("orderId")
+            if order_id is None:
+                raise InvalidResponse("myTrades[]: field 'orderId' is missing")
+            key = str(order_id)
+            if key in result:
+                continue
+            known = self._client_ids.get(key)
+            if known is None:
+                known = (await self.fetch_order(symbol, order_id=key)).client_order_id
+            result[key] = known
+        return result
+
+
+def _info(result: object, where: str) -> Mapping[str, object]:
+    """The raw Binance payload ccxt keeps under `info` in its unified structures."""
+    payload = as_payload(result, where)
+    return as_payload(payload.get("info"), f"{where}.info")
+
+
+@asynccontextmanager
+async def open_binance_gateway(config: BinanceConfig, clock: Clock) -> AsyncIterator[BinanceGateway]:
+    """The gateway with its ccxt client (one per process): markets, rate limits and clock offset
+    are loaded before it is handed out; the client is closed on exit."""
+    limiter = RateLimiter(clock, budget_fraction=config.weight_budget_fraction)
+    client = create_client(config, LimiterHooks(limiter, clock), clock)
+    try:
+        gateway = BinanceGateway(client, config, clock, limiter=limiter)
+        await gateway.start()
+        yield gateway
+    finally:
+        await client.close()
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_port(gateway: BinanceGateway) -> ExchangeGateway:
+        return gateway
