@@ -126,6 +126,26 @@ def _prepare_sqlite_directory(url: URL) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
         # SQLite writes its -wal and -shm files next to the database.
         raise ConfigurationError(URL_SETTING, f"the directory {directory} is not writable")
+    _check_sqlite_header(Path(database).expanduser().absolute())
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_header(path: Path) -> None:
+    """Refuse a file that is not a SQLite database before any connection is made (a failed
+    aiosqlite connection leaves its worker thread behind)."""
+    if path.is_dir():
+        raise ConfigurationError(URL_SETTING, f"{path} is a directory, not a database file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # created on first connect
+    except OSError as exc:
+        raise ConfigurationError(URL_SETTING, f"cannot read {path}: {exc.strerror or exc}") from exc
+    if head and head != _SQLITE_HEADER:
+        raise ConfigurationError(URL_SETTING, f"{path} is not a database (not a SQLite file)")
 
 
 def _create_engine(url: URL, *, echo: bool, is_sqlite: bool) -> AsyncEngine:
@@ -159,12 +179,8 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
-    except Exception:
-        # e.g. "file is not a database": close now, or aiosqlite's worker thread outlives the loop
+    finally:
         cursor.close()
-        dbapi_connection.close()
-        raise
-    cursor.close()
 
 
 def _begin_immediate(connection: Connection) -> None:

@@ -101,7 +101,7 @@ async def test_a_path_that_is_a_directory_is_a_configuration_error(tmp_path: Pat
         async with open_database(sqlite_url_for(tmp_path / "bot.db")):
             pass
     assert caught.value.key == "DATABASE__URL"
-    assert "cannot open the database" in caught.value.problem
+    assert "is a directory, not a database file" in caught.value.problem
 
 
 async def test_a_file_that_is_not_a_database_is_a_configuration_error(tmp_path: Path) -> None:
