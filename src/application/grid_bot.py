@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import structlog
 from returns.result import Failure
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from domain.errors import (
     ConfigurationError,
@@ -80,6 +82,9 @@ from domain.risk import (
 )
 from domain.rules import MarketRules
 
+T = TypeVar("T")
+_TRANSIENT = (ExchangeUnavailable, RateLimited)
+
 log = structlog.get_logger(__name__)
 
 # Refusals that pass with time (the market calms, an order fills, a sell brings quote back): the order
@@ -102,6 +107,7 @@ class GridBotConfig:
     taker_fee: Decimal
     thresholds: MarketStateThresholds = field(default_factory=MarketStateThresholds)
     volatility_window_s: float = 900.0  # market time the market-state classification looks back over
+    start_attempts: int = 6  # tries of a venue call the bot cannot go on without (1 s, 2 s, 4 s, ... apart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +191,10 @@ class GridBot:
     async def start(self) -> None:
         """Resume the latest run on this venue if it has the same grid, else start a new one.
         The caller holds the decision lock."""
-        rules = await self._gateway.market_rules(self._config.symbol)
+        symbol = self._config.symbol
+        rules = await self._retrying("market_rules", lambda: self._gateway.market_rules(symbol))
         self._rules = rules
-        ticker = await self._gateway.fetch_ticker(self._config.symbol)
+        ticker = await self._retrying("fetch_ticker", lambda: self._gateway.fetch_ticker(symbol))
         self._observe(ticker)
         fingerprint = self._config.grid.fingerprint(self._config.symbol)
         async with self._uow() as uow:
@@ -205,6 +212,27 @@ class GridBot:
             await self._retire(latest, "superseded by a grid with new parameters")
         await self._new_run(rules, ticker, plan)
 
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A venue call that must succeed for the bot to go on (start, reconcile, stop): transient
+        failures are retried with exponential backoff and jitter on the clock port, then re-raised."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_TRANSIENT),
+            stop=stop_after_attempt(self._config.start_attempts),
+            wait=wait_exponential_jitter(initial=1, max=30),
+            sleep=self._clock.sleep,
+            reraise=True,
+            before_sleep=lambda state: self._log.warning(
+                "venue call failed; retrying",
+                call=what,
+                attempt=state.attempt_number,
+                reason=str(state.outcome.exception()) if state.outcome else "",
+            ),
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
     # ------------------------------------------------------------------ start
     def _plan(self, rules: MarketRules, ticker: Ticker) -> GridPlan:
         cfg = self._config
@@ -217,7 +245,7 @@ class GridBot:
     async def _new_run(self, rules: MarketRules, ticker: Ticker, plan: GridPlan) -> None:
         cfg = self._config
         price = ticker.last
-        balances = await self._gateway.fetch_balances()
+        balances = await self._retrying("fetch_balances", self._gateway.fetch_balances)
         quote_free = balances[rules.quote_asset].free if rules.quote_asset in balances else ZERO
         quote_needed = plan.quote_for_buys + plan.base_to_buy * ticker.ask
         if quote_free < quote_needed:
@@ -330,7 +358,9 @@ class GridBot:
         async with self._uow() as uow:
             since = await uow.fills.last_trade_id(run.run_id)
         booked = 0
-        for fill in await self._gateway.fetch_my_trades(self._config.symbol, since):
+        symbol = self._config.symbol
+        trades = await self._retrying("fetch_my_trades", lambda: self._gateway.fetch_my_trades(symbol, since))
+        for fill in trades:
             booked += await self._apply_fill(fill)
         return booked
 
@@ -411,17 +441,29 @@ class GridBot:
     async def _consume_fills(self) -> None:
         async for fill in self._order_feed.fills(self._config.symbol):
             async with self._lock:
-                await self._apply_fill(fill)
+                try:
+                    await self._apply_fill(fill)
+                except _TRANSIENT as exc:  # booked or not, the fill comes again (feed or catch-up)
+                    self._venue_unavailable(exc)
 
     async def _consume_tickers(self) -> None:
         async for ticker in self._market_feed.tickers(self._config.symbol):
             async with self._lock:
-                await self._on_ticker(ticker)
+                try:
+                    await self._on_ticker(ticker)
+                except _TRANSIENT as exc:  # the next ticker tries again
+                    self._venue_unavailable(exc)
+
+    def _venue_unavailable(self, exc: Exception) -> None:
+        self._log.warning("venue unavailable; carrying on", reason=str(exc))
+        self._set_venue_available(available=not isinstance(exc, ExchangeUnavailable))
 
     async def _on_ticker(self, ticker: Ticker) -> None:
         self._venue_available = True  # a fresh price is the venue answering again
         self._observe(ticker)
         if self._halt is not None:
+            if not self._stopped.is_set():  # an outage interrupted the stop: finish it
+                await self._stop_grid(self._halt)
             return
         decision = evaluate_stop(ticker.last, self._config.limits)
         if decision is not None:
@@ -735,12 +777,17 @@ class GridBot:
 
     async def _cancel_on_venue(self, tracked: TrackedOrder) -> None:
         try:
-            if tracked.exchange_order_id is not None:
-                await self._gateway.cancel_order(tracked.symbol, tracked.exchange_order_id)
-            elif tracked.status is OrderStatus.PENDING:
-                order = await self._lookup_or_none(tracked.client_order_id)
-                if order is not None and order.status.is_active:
-                    await self._gateway.cancel_order(tracked.symbol, order.order_id)
+            order_id = tracked.exchange_order_id
+            if order_id is None and tracked.status is OrderStatus.PENDING:
+                order = await self._retrying(
+                    "fetch_order", lambda: self._lookup_or_none(tracked.client_order_id)
+                )
+                order_id = order.order_id if order is not None and order.status.is_active else None
+            if order_id is not None:
+                known_id = order_id
+                await self._retrying(
+                    "cancel_order", lambda: self._gateway.cancel_order(tracked.symbol, known_id)
+                )
         except OrderNotFound:
             pass  # already gone: nothing to cancel
 

@@ -58,7 +58,7 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
     """The in-process matching engine, fed by the synthetic path or a candle file. Its state is kept
     in a JSON file between runs so a restarted bot finds its resting orders again."""
     from adapters.simulated.engine import MatchingEngine
-    from adapters.simulated.exchange import SimulatedExchange
+    from adapters.simulated.exchange import FaultConfig, SimulatedExchange
     from adapters.simulated.price_source import CandleFilePriceSource, PriceSource, SyntheticPriceSource
     from adapters.simulated.state_store import JsonStateStore
 
@@ -105,7 +105,8 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
             start_time=clock.now(),
             reversion=sim.reversion,
         )
-    exchange = SimulatedExchange(engine, source, clock, step_interval=sim.step_interval_s)
+    faults = FaultConfig(latency_seconds=sim.latency_s, reject_rate=sim.reject_rate, seed=sim.seed)
+    exchange = SimulatedExchange(engine, source, clock, step_interval=sim.step_interval_s, faults=faults)
     try:
         yield Venue(
             "simulated", exchange, exchange, exchange, background=(exchange.run,), stop=exchange.close

@@ -200,6 +200,7 @@ class FakeVenue:
         self.placed: list[OrderRequest] = []
         self.fail_next_place = 0
         self.fail_after_place = 0
+        self.unavailable_reads = 0  # the next n tickers / order-book reads raise ExchangeUnavailable
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._fill_queue: asyncio.Queue[Fill | None] = asyncio.Queue()
@@ -210,7 +211,13 @@ class FakeVenue:
         return RULES
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
+        self._maybe_unavailable()
         return self._ticker()
+
+    def _maybe_unavailable(self) -> None:
+        if self.unavailable_reads:
+            self.unavailable_reads -= 1
+            raise ExchangeUnavailable("venue down")
 
     async def fetch_balances(self) -> Mapping[str, Balance]:
         return {a: Balance(a, v) for a, v in self.balances.items()}
@@ -253,6 +260,7 @@ class FakeVenue:
         return order
 
     async def cancel_order(self, symbol: str, order_id: str) -> Order:
+        self._maybe_unavailable()
         order = self.orders.get(order_id)
         if order is None or not order.status.is_active:
             raise OrderNotFound("Unknown order sent.", code=-2011)

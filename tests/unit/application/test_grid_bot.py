@@ -319,3 +319,31 @@ async def test_an_invalid_new_grid_leaves_the_running_one_untouched() -> None:
     assert await venue.fetch_open_orders("BTC/USDT") == open_before
     assert store.runs[old.run_id].status is RunStatus.STOPPED
     assert store.runs[old.run_id].stop_reason == "stop requested"
+
+
+async def test_start_rides_out_a_short_outage_with_backoff_on_the_clock() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    venue.unavailable_reads = 2
+    started_at = clock.monotonic()
+    h = await start_bot(store, venue, clock)
+    assert len(h.open_levels()) == 8  # the ladder is laid once the venue answers
+    assert clock.monotonic() - started_at >= 1  # it waited (on the clock port) between attempts
+    await h.finish()
+
+
+async def test_a_stop_interrupted_by_an_outage_completes_on_the_next_ticker() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    h = await start_bot(
+        store, venue, clock, replace(make_config(take_profit=Decimal("32500")), start_attempts=1)
+    )
+    h.venue.unavailable_reads = 1  # the first cancel of the stop fails
+    h.venue.move_to(Decimal("32600"), ticker=False)
+    h.venue._ticker_queue.put_nowait(h.venue._ticker())
+    await h.settle()
+    h.venue.move_to(Decimal("32700"))  # the next ticker finishes the stop
+    await h.settle()
+    outcome = await h.task
+    assert outcome.status is RunStatus.HALTED
+    assert await venue.fetch_open_orders("BTC/USDT") == []
