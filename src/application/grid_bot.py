@@ -819,37 +819,13 @@ class GridBot:
             amount = self._rules_or_raise().floor_amount(base_to_sell)
             if amount > 0:
                 self._halt = None  # allow this one last order through _send
-                order = await self._sell_inventory(amount, cost.quantize(FEE_QUANTUM))
+                order = await self._track_and_send_market(Side.SELL, amount, cost_basis=cost.quantize(FEE_QUANTUM))
                 self._halt = decision
                 await self._catch_up()  # book the sale now: the feeds stop with the grid
                 self._log.info(
                     "grid base sold", amount=str(amount), status=order.status.value if order else "not sent"
                 )
         self._stopped.set()
-
-    async def _sell_inventory(self, amount: Decimal, cost: Decimal) -> Order | None:
-        run = self._run_or_raise()
-        now = self._clock.now()
-        async with self._uow() as uow:
-            seq = await uow.orders.count_for_level(run.run_id, -1)
-            tracked = TrackedOrder(
-                run_id=run.run_id,
-                client_order_id=client_order_id(run.run_id, -1, seq),
-                symbol=self._config.symbol,
-                side=Side.SELL,
-                type=OrderType.MARKET,
-                amount=amount,
-                price=None,
-                level=-1,
-                status=OrderStatus.PENDING,
-                created_at=now,
-                updated_at=now,
-                cost_basis=cost,
-            )
-            await uow.orders.add(tracked)
-            await uow.commit()
-        self._active[tracked.client_order_id] = tracked
-        return await self._send(tracked)
 
     async def _finish(self, reason: str) -> RunOutcome:
         run = self._run_or_raise()
