@@ -819,7 +819,9 @@ class GridBot:
             amount = self._rules_or_raise().floor_amount(base_to_sell)
             if amount > 0:
                 self._halt = None  # allow this one last order through _send
-                order = await self._track_and_send_market(Side.SELL, amount, cost_basis=cost.quantize(FEE_QUANTUM))
+                order = await self._track_and_send_market(
+                    Side.SELL, amount, cost_basis=cost.quantize(FEE_QUANTUM)
+                )
                 self._halt = decision
                 await self._catch_up()  # book the sale now: the feeds stop with the grid
                 self._log.info(

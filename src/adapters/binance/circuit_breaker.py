@@ -64,6 +64,8 @@ class CircuitBreaker:
 
     def before_call(self) -> None:
         """Raise CircuitOpen unless a call may go out now. In half-open state only one probe may."""
+        if self._opened_at is None and self._reported is BreakerState.CLOSED:
+            return  # closed, and known to be: the per-call fast path
         state = self.state
         if state is BreakerState.CLOSED:
             return
@@ -78,6 +80,13 @@ class CircuitBreaker:
         )
 
     def record_success(self) -> None:
+        if (
+            self._opened_at is None
+            and not self._failures
+            and not self._probe_in_flight
+            and self._reported is BreakerState.CLOSED
+        ):
+            return  # nothing to reset: the per-call fast path
         self._probe_in_flight = False
         self._failures.clear()
         self._opened_at = None

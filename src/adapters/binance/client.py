@@ -113,13 +113,14 @@ def _client_class() -> Any:
             params: Any = None,
             config: Any = None,
         ) -> Any:
-            params = {} if params is None else params
-            if self.gridbot_hooks is not None:
-                await self.gridbot_hooks.before_request(
-                    method, path, params if isinstance(params, dict) else {}
-                )
-            api = ["public"] if api is None else api
-            return await super().fetch2(path, api, method, params, {} if config is None else config)
+            if params is None:
+                params = {}
+            hooks = self.gridbot_hooks
+            if hooks is not None:
+                await hooks.before_request(method, path, params if type(params) is dict else {})
+            return await super().fetch2(
+                path, ["public"] if api is None else api, method, params, {} if config is None else config
+            )
 
         def handle_errors(
             self,
@@ -133,17 +134,19 @@ def _client_class() -> Any:
             request_headers: Any,
             request_body: Any,
         ) -> Any:
+            # Runs for every answer: the usual types (int, str, dict) pass through unconverted.
             reply = HttpReply(
-                status=int(code),
-                reason=str(reason or ""),
-                headers=headers if isinstance(headers, dict) else dict(headers or {}),
-                body=body if isinstance(body, str) else None,
+                code if type(code) is int else int(code),
+                reason if isinstance(reason, str) else str(reason or ""),
+                headers if isinstance(headers, dict) else dict(headers or {}),
+                body if isinstance(body, str) else None,
             )
             # handle_errors and handle_http_status_code run back to back with no await between
             # them, so this attribute cannot be overwritten by a concurrent request meanwhile.
             self._gridbot_reply = reply
-            if self.gridbot_hooks is not None:
-                self.gridbot_hooks.after_response(reply)
+            hooks = self.gridbot_hooks
+            if hooks is not None:
+                hooks.after_response(reply)
             try:
                 return super().handle_errors(
                     code, reason, url, method, headers, body, response, request_headers, request_body

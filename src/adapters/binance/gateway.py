@@ -119,17 +119,23 @@ class BinanceGateway:
         """One ccxt call; any exception becomes a domain error (the ccxt one is kept as cause)."""
         try:
             result = await fn()
-        except asyncio.CancelledError:
-            raise
-        except ExchangeError as error:
-            self._note_failure(error)
-            raise
-        except Exception as exc:
-            mapped = map_exception(exc, now_ms=self._client.milliseconds() - self._time.difference_ms)
-            self._note_failure(mapped)
-            raise mapped from exc
-        self._set_maintenance(False)
+        except Exception as exc:  # CancelledError is a BaseException: it passes untouched
+            error = self._failure(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        if self._maintenance:
+            self._set_maintenance(False)
         return result
+
+    def _failure(self, exc: Exception) -> ExchangeError:
+        """The domain error for what a ccxt call raised, noted for the maintenance flag."""
+        if isinstance(exc, ExchangeError):
+            error = exc
+        else:
+            error = map_exception(exc, now_ms=self._client.milliseconds() - self._time.difference_ms)
+        self._note_failure(error)
+        return error
 
     def _note_failure(self, error: ExchangeError) -> None:
         if isinstance(error, UnderMaintenance):
@@ -156,14 +162,21 @@ class BinanceGateway:
         try:
             if signed and self._time.due:
                 await self._sync_time("scheduled")
+            # `_invoke` inlined: one coroutine frame less on every call's await chain.
             try:
-                result = await self._invoke(fn)
-            except ExchangeError as error:
+                result = await fn()
+            except Exception as exc:  # CancelledError is a BaseException: it passes untouched
+                error = self._failure(exc)
                 if not is_clock_skew(error):
-                    raise
+                    if error is exc:
+                        raise
+                    raise error from exc
                 log.warning("binance.time.rejected", error=str(error))
                 await self._sync_time("-1021")
                 result = await self._invoke(fn)
+            else:
+                if self._maintenance:
+                    self._set_maintenance(False)
         except ExchangeError as error:
             if is_retryable(error):
                 self._breaker.record_failure()
@@ -185,8 +198,9 @@ class BinanceGateway:
                 self._breaker.release()
                 self._report_state()
 
-    async def _call(self, fn: Callable[[], Awaitable[T]], *, signed: bool = False) -> T:
-        return await self._retry.run(lambda: self._attempt(fn, signed=signed))
+    def _call(self, fn: Callable[[], Awaitable[T]], *, signed: bool = False) -> Awaitable[T]:
+        # A plain function handing back the retry loop's awaitable: no coroutine frame of its own.
+        return self._retry.run(lambda: self._attempt(fn, signed=signed))
 
     # -- markets ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -227,7 +241,8 @@ class BinanceGateway:
         return as_payload(market, f"market[{symbol}]")
 
     async def market_rules(self, symbol: str) -> MarketRules:
-        await self._ensure_markets()
+        if not self._markets_fresh():
+            await self._ensure_markets()
         market = self._market(symbol)
         return parse_market_rules(symbol, as_payload(market.get("info"), f"market[{symbol}].info"))
 
@@ -265,7 +280,8 @@ class BinanceGateway:
             )
         if request.type is OrderType.LIMIT and request.price is None:
             raise InvalidOrder(f"limit order {request.client_order_id} has no price")
-        await self._ensure_markets()
+        if not self._markets_fresh():
+            await self._ensure_markets()
         self._market(request.symbol)
         cid = request.client_order_id
         uncertain: list[ExchangeError] = []
@@ -328,14 +344,14 @@ class BinanceGateway:
                 ) from error
             raise
 
-    async def _create(self, request: OrderRequest) -> dict[str, Any]:
+    def _create(self, request: OrderRequest) -> Awaitable[dict[str, Any]]:
         params = self._signed_params(clientOrderId=request.client_order_id)
         price: str | None = None
         if request.type is OrderType.LIMIT:
             assert request.price is not None
             price = _plain(request.price)
             params["timeInForce"] = "GTC"
-        return await self._client.create_order(
+        return self._client.create_order(
             request.symbol, str(request.type), str(request.side), _plain(request.amount), price, params
         )
 
@@ -412,6 +428,10 @@ class BinanceGateway:
 
 def _info(result: object, where: str) -> Mapping[str, object]:
     """The raw Binance payload ccxt keeps under `info` in its unified structures."""
+    if type(result) is dict:  # the usual case: skip building the error labels
+        info = result.get("info")
+        if type(info) is dict:
+            return info
     payload = as_payload(result, where)
     return as_payload(payload.get("info"), f"{where}.info")
 

@@ -59,13 +59,17 @@ def _missing(where: str, name: str) -> InvalidResponse:
 def decimal_field(data: Payload, name: str, where: str) -> Decimal:
     """A decimal from a string (Binance's format) or an int. Floats are refused: they have
     already lost the venue's exact value."""
-    if name not in data or data[name] is None:
-        raise _missing(where, name)
-    raw = data[name]
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise InvalidResponse(f"{where}: field {name!r} is not a decimal string: {raw!r}")
+    raw = data.get(name)
+    # Exact type checks first: the usual str costs one comparison instead of the isinstance
+    # chain (bool is an int subclass and must still be refused).
+    if type(raw) is not str and type(raw) is not int:
+        if raw is None:
+            raise _missing(where, name)
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise InvalidResponse(f"{where}: field {name!r} is not a decimal string: {raw!r}")
     try:
-        value = Decimal(raw) if isinstance(raw, int) else Decimal(raw.strip())
+        # Decimal() itself ignores surrounding whitespace.
+        value = Decimal(raw)
     except InvalidOperation:
         raise InvalidResponse(f"{where}: field {name!r} is not numeric: {raw!r}") from None
     if not value.is_finite():
@@ -80,25 +84,32 @@ def optional_decimal(data: Payload, name: str, where: str) -> Decimal | None:
 
 
 def int_field(data: Payload, name: str, where: str) -> int:
-    if name not in data or data[name] is None:
-        raise _missing(where, name)
-    raw = data[name]
-    if isinstance(raw, bool):
-        raise InvalidResponse(f"{where}: field {name!r} is not an integer: {raw!r}")
-    if isinstance(raw, int):
+    raw = data.get(name)
+    if type(raw) is int:
         return raw
+    if raw is None:
+        raise _missing(where, name)
     if isinstance(raw, str):
         try:
             return int(raw.strip())
         except ValueError:
             pass
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        return int(raw)
     raise InvalidResponse(f"{where}: field {name!r} is not an integer: {raw!r}")
 
 
 def str_field(data: Payload, name: str, where: str) -> str:
-    if name not in data or data[name] is None:
+    return _as_str(data.get(name), name, where)
+
+
+def _as_str(raw: object, name: str, where: str) -> str:
+    if type(raw) is str:
+        if raw:
+            return raw
+        raise InvalidResponse(f"{where}: field {name!r} is empty")
+    if raw is None:
         raise _missing(where, name)
-    raw = data[name]
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise InvalidResponse(f"{where}: field {name!r} is not a string: {raw!r}")
     text = str(raw)
@@ -115,10 +126,15 @@ def bool_field(data: Payload, name: str, where: str) -> bool:
 
 
 def enum_field(data: Payload, name: str, where: str, mapping: Mapping[str, E]) -> E:
-    raw = str_field(data, name, where)
-    if raw not in mapping:
-        raise InvalidResponse(f"{where}: field {name!r} has an unknown value {raw!r}")
-    return mapping[raw]
+    raw = data.get(name)
+    if type(raw) is str:
+        found = mapping.get(raw)
+        if found is not None:
+            return found
+    text = _as_str(raw, name, where)
+    if text not in mapping:
+        raise InvalidResponse(f"{where}: field {name!r} has an unknown value {text!r}")
+    return mapping[text]
 
 
 def millis_to_datetime(millis: int) -> datetime:
@@ -128,8 +144,11 @@ def millis_to_datetime(millis: int) -> datetime:
 def timestamp_field(data: Payload, names: Sequence[str], where: str) -> datetime:
     """The first of `names` present, as a UTC datetime from epoch milliseconds."""
     for name in names:
-        if data.get(name) is not None:
-            return millis_to_datetime(int_field(data, name, where))
+        raw = data.get(name)
+        if raw is not None:
+            return datetime.fromtimestamp(
+                (raw if type(raw) is int else int_field(data, name, where)) / 1000, tz=UTC
+            )
     raise InvalidResponse(f"{where}: field {' / '.join(repr(n) for n in names)} is missing")
 
 
@@ -243,7 +262,7 @@ def parse_order(symbol: str, info: Payload) -> Order:
     client_order_id = info.get("origClientOrderId") or info.get("clientOrderId")
     return Order(
         order_id=order_id,
-        client_order_id=str_field({"clientOrderId": client_order_id}, "clientOrderId", where),
+        client_order_id=_as_str(client_order_id, "clientOrderId", where),
         symbol=symbol,
         side=enum_field(info, "side", where, SIDES),
         type=order_type,

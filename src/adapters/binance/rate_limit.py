@@ -123,34 +123,45 @@ def _symbols_count(params: Mapping[str, object]) -> int | None:
     return len(decoded) if isinstance(decoded, list) else None
 
 
+# Shared instances (RequestCost is frozen): the common requests cost no allocation.
+_COST_ORDER = RequestCost(1, orders=1)
+_COSTS = {weight: RequestCost(weight) for weight in (1, 2, 4, 5, 6, 20, 25, 40, 50, 80, 250)}
+_FIXED_GET_WEIGHTS = {"exchangeInfo": 20, "account": 20, "order": 4, "klines": 2, "rateLimit/order": 40}
+
+
+def _cost(weight: int) -> RequestCost:
+    cost = _COSTS.get(weight)
+    return RequestCost(weight) if cost is None else cost
+
+
 def request_cost(method: str, path: str, params: Mapping[str, object]) -> RequestCost:
     """Weight of one spot REST request (docs as of 2026-07, BINANCE_FACTS section 5)."""
     method = method.upper()
     path = path.strip("/")
     if method == "POST" and path == "order":
-        return RequestCost(1, orders=1)
+        return _COST_ORDER
     if method == "GET":
         if path == "ticker/24hr":
             if "symbol" in params:
-                return RequestCost(2)
+                return _cost(2)
             count = _symbols_count(params)
             if count is None:
-                return RequestCost(80)
-            return RequestCost(2 if count <= 20 else 40 if count <= 100 else 80)
+                return _cost(80)
+            return _cost(2 if count <= 20 else 40 if count <= 100 else 80)
         if path == "ticker/bookTicker":
-            return RequestCost(2 if "symbol" in params else 4)
+            return _cost(2 if "symbol" in params else 4)
         if path == "depth":
             limit_raw = params.get("limit", 100)
             limit = int(str(limit_raw)) if str(limit_raw).isdigit() else 100
-            return RequestCost(5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250)
+            return _cost(5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250)
         if path == "openOrders":
-            return RequestCost(6 if "symbol" in params else 80)
+            return _cost(6 if "symbol" in params else 80)
         if path == "myTrades":
-            return RequestCost(5 if "orderId" in params else 20)
-        fixed = {"exchangeInfo": 20, "account": 20, "order": 4, "klines": 2, "rateLimit/order": 40}
-        if path in fixed:
-            return RequestCost(fixed[path])
-    return RequestCost(1)
+            return _cost(5 if "orderId" in params else 20)
+        fixed = _FIXED_GET_WEIGHTS.get(path)
+        if fixed is not None:
+            return _cost(fixed)
+    return _cost(1)
 
 
 @dataclass(slots=True)
@@ -196,6 +207,12 @@ class RateLimiter:
     budget_fraction: Decimal = Decimal("0.8")
     rules: Sequence[RateLimitRule] = DEFAULT_RULES
     _windows: list[_Window] = field(default_factory=list, init=False)
+    # Per-request views of _windows, derived in set_rules: lower-case header -> windows it
+    # corrects, and the windows counting weight / orders / raw requests.
+    _by_header: dict[str, list[_Window]] = field(default_factory=dict, init=False)
+    _weight_windows: tuple[_Window, ...] = field(default=(), init=False)
+    _order_windows: tuple[_Window, ...] = field(default=(), init=False)
+    _raw_windows: tuple[_Window, ...] = field(default=(), init=False)
     _blocked_until: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -215,44 +232,69 @@ class RateLimiter:
             windows.append(window)
         self.rules = tuple(rules)
         self._windows = windows
+        by_header: dict[str, list[_Window]] = {}
+        for window in windows:
+            if window.header is not None:
+                by_header.setdefault(window.header, []).append(window)
+        self._by_header = by_header
+        self._weight_windows = tuple(w for w in windows if w.rule.kind is LimitKind.REQUEST_WEIGHT)
+        self._order_windows = tuple(w for w in windows if w.rule.kind is LimitKind.ORDERS)
+        self._raw_windows = tuple(w for w in windows if w.rule.kind is LimitKind.RAW_REQUESTS)
 
     def reserve(self, cost: RequestCost, now: float) -> float:
         """Book `cost` and return 0.0 if it fits in every window's budget now; otherwise book
         nothing and return the seconds to wait before asking again."""
         if now < self._blocked_until:
             return self._blocked_until - now
+        # Runs before every request: windows are grouped by what they count (set_rules), and
+        # a window that books nothing for this request is not even rolled.
         wait = 0.0
-        amounts = []
-        for window in self._windows:
-            window.roll(now)
-            amount = window.amount(cost)
-            amounts.append(amount)
-            # A request bigger than the whole budget may still go into an empty window.
-            if amount and window.used + amount > window.budget and window.used > 0:
-                wait = max(wait, window.seconds_to_next(now))
+        for windows, amount in (
+            (self._weight_windows, cost.weight),
+            (self._order_windows, cost.orders),
+            (self._raw_windows, 1),
+        ):
+            if not amount:
+                continue
+            for window in windows:
+                index = math.floor(now / window.seconds)
+                if index != window.index:
+                    window.index, window.used = index, 0
+                # A request bigger than the whole budget may still go into an empty window.
+                if window.used + amount > window.budget and window.used > 0:
+                    wait = max(wait, (index + 1) * window.seconds - now)
         if wait > 0:
             return wait
-        for window, amount in zip(self._windows, amounts, strict=True):
-            window.used += amount
+        weight, orders = cost.weight, cost.orders
+        if weight:
+            for window in self._weight_windows:
+                window.used += weight
+        if orders:
+            for window in self._order_windows:
+                window.used += orders
+        for window in self._raw_windows:
+            window.used += 1
         return 0.0
 
     def observe_headers(self, headers: Mapping[str, str], now: float) -> None:
         """Correct our counts with the venue's. Ours may be higher (requests still in flight), so
         the larger of the two is kept."""
-        venue_counts = {key.lower(): value for key, value in headers.items() if key[:6].lower() == "x-mbx-"}
-        if not venue_counts:
-            return
-        for window in self._windows:
-            raw = venue_counts.get(window.header) if window.header is not None else None
-            if raw is None:
+        by_header = self._by_header
+        for key, raw in headers.items():
+            # Most headers are not Binance's: one character decides for them.
+            if key[:1] not in ("x", "X"):
+                continue
+            windows = by_header.get(key) or by_header.get(key.lower())
+            if not windows:
                 continue
             try:
                 venue_count = int(raw)
             except ValueError:
-                log.warning("binance.rate_limit.bad_header", header=window.header, value=raw)
+                log.warning("binance.rate_limit.bad_header", header=key.lower(), value=raw)
                 continue
-            window.roll(now)
-            window.used = max(window.used, venue_count)
+            for window in windows:
+                window.roll(now)
+                window.used = max(window.used, venue_count)
 
     def block_until(self, until: float) -> None:
         """Stop every request until `until` (epoch seconds): the venue said 429/418."""
@@ -296,7 +338,10 @@ class LimiterHooks:
         self._clock = clock
 
     async def before_request(self, method: str, path: str, params: Mapping[str, object]) -> None:
-        await self._limiter.acquire(request_cost(method, path, params))
+        cost = request_cost(method, path, params)
+        # Usually the cost fits at once: book it here, and enter the waiting loop only if not.
+        if self._limiter.reserve(cost, self._clock.now().timestamp()) > 0:
+            await self._limiter.acquire(cost)
 
     def after_response(self, reply: HttpReply) -> None:
         now = self._clock.now().timestamp()
