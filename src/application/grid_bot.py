@@ -606,21 +606,45 @@ class GridBot:
 
     # ------------------------------------------------------------------ orders
     def _tracked_from_plan(self, planned: PlannedOrder, seq: int, *, parent: str | None) -> TrackedOrder:
+        return self._new_pending(
+            planned.side,
+            OrderType.LIMIT,
+            planned.amount,
+            price=planned.price,
+            level=planned.level,
+            seq=seq,
+            cost_basis=planned.cost_basis,
+            parent=parent,
+        )
+
+    def _new_pending(
+        self,
+        side: Side,
+        order_type: OrderType,
+        amount: Decimal,
+        *,
+        price: Decimal | None,
+        level: int,
+        seq: int,
+        cost_basis: Decimal,
+        parent: str | None = None,
+    ) -> TrackedOrder:
+        """A PENDING order of this run under its deterministic client order id (level, seq)."""
         run = self._run_or_raise()
         now = self._clock.now()
         return TrackedOrder(
             run_id=run.run_id,
-            client_order_id=client_order_id(run.run_id, planned.level, seq),
+            client_order_id=client_order_id(run.run_id, level, seq),
             symbol=self._config.symbol,
-            side=planned.side,
-            type=OrderType.LIMIT,
-            amount=planned.amount,
-            price=planned.price,
-            level=planned.level,
+            side=side,
+            type=order_type,
+            amount=amount,
+            price=price,
+            level=level,
             status=OrderStatus.PENDING,
             created_at=now,
             updated_at=now,
-            cost_basis=planned.cost_basis,
+            cost_basis=cost_basis,
             parent_client_order_id=parent,
         )
 
@@ -641,22 +665,10 @@ class GridBot:
         self, side: Side, amount: Decimal, *, cost_basis: Decimal
     ) -> Order | None:
         run = self._run_or_raise()
-        now = self._clock.now()
         async with self._uow() as uow:
             seq = await uow.orders.count_for_level(run.run_id, -1)
-            tracked = TrackedOrder(
-                run_id=run.run_id,
-                client_order_id=client_order_id(run.run_id, -1, seq),
-                symbol=self._config.symbol,
-                side=side,
-                type=OrderType.MARKET,
-                amount=amount,
-                price=None,
-                level=-1,
-                status=OrderStatus.PENDING,
-                created_at=now,
-                updated_at=now,
-                cost_basis=cost_basis,
+            tracked = self._new_pending(
+                side, OrderType.MARKET, amount, price=None, level=-1, seq=seq, cost_basis=cost_basis
             )
             await uow.orders.add(tracked)
             await uow.commit()
