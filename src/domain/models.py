@@ -8,6 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 ZERO = Decimal("0")
+INFERRED_TRADE_PREFIX = "inferred-"
 
 
 class Side(StrEnum):
@@ -29,6 +30,7 @@ class OrderStatus(StrEnum):
     so that a crash between sending and recording can be reconciled by client order id."""
 
     PENDING = "pending"
+    OWED = "owed"  # a counter-order waiting for its level to free; never sent while owed
     OPEN = "open"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
@@ -45,7 +47,7 @@ class OrderStatus(StrEnum):
         return not self.is_active
 
 
-_ACTIVE = frozenset({OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
+_ACTIVE = frozenset({OrderStatus.PENDING, OrderStatus.OWED, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:
@@ -114,6 +116,12 @@ class Fill:
     @property
     def quote_amount(self) -> Decimal:
         return self.price * self.amount
+
+    @property
+    def is_inferred(self) -> bool:
+        """Inferred from an order's executed quantity because its trades were not available yet;
+        replaced by the real trades when they appear, never added to them."""
+        return self.trade_id.startswith(INFERRED_TRADE_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

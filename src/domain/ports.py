@@ -53,7 +53,13 @@ class ExchangeGateway(Protocol):
 
     async def fetch_my_trades(self, symbol: str, since_trade_id: str | None = None) -> Sequence[Fill]:
         """Trades of this account on `symbol`, oldest first, strictly after `since_trade_id`
-        when given (for catching up after a gap)."""
+        when given (for catching up after a gap). May return one page only (Binance: 1000):
+        callers page on from the last id returned until a call returns nothing."""
+        ...
+
+    async def fetch_order_trades(self, symbol: str, order_id: str) -> Sequence[Fill]:
+        """The trades of one order (by venue order id), oldest first; empty when the venue has
+        none (yet): on Binance an order can show FILLED before its trades are queryable."""
         ...
 
 
@@ -101,6 +107,10 @@ class FillRepository(Protocol):
     async def add(self, booked: BookedFill) -> None: ...
 
     async def exists(self, run_id: str, trade_id: str) -> bool: ...
+
+    async def remove(self, run_id: str, trade_id: str) -> None:
+        """Forget a booked fill: only an inferred fill, when the real trades replace it."""
+        ...
 
     async def list_for_run(self, run_id: str) -> Sequence[BookedFill]: ...
 
