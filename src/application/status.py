@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
-from domain.models import ZERO, BookedFill, BotRun, OrderStatus, Side, TrackedOrder
+from domain.grid import sell_profit
+from domain.models import ZERO, BookedFill, BotRun, OrderStatus, Side, TrackedOrder, split_symbol
 from domain.ports import UnitOfWorkFactory
+
+LAST_PRICE_PARAM = "last_price"  # the run's params key where the grid bot keeps the last market price
+AVERAGE_COST_QUANTUM = Decimal("1E-8")  # average cost is a quotient: reported to 8 decimal places
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The base a run holds and what it paid for it, from its booked fills.
+
+    - `base` (the base position): every buy's amount net of a fee charged in the base asset,
+      minus every sell's amount. A sell's fee is charged against its proceeds, as realized profit
+      counts it, so it does not reduce the base here.
+    - `cost`: quote paid for the base still held. Each buy adds its quote amount (price x amount)
+      plus its fee when the fee is charged in the quote asset; each sell removes the cost basis
+      of the base it carried, which is its proceeds after fee minus its realized profit (so
+      exactly the cost basis the bot booked for it). A fee in a third asset (BNB) is not counted.
+    - `last_price`: the last market price the bot recorded for the run (`source` "market"), or
+      else the price of the run's latest fill (`source` "fill"); None when neither is known.
+    """
+
+    base: Decimal = ZERO
+    cost: Decimal = ZERO
+    last_price: Decimal | None = None
+    last_price_source: str | None = None
+
+    @property
+    def average_cost(self) -> Decimal | None:
+        """Quote paid per unit of base held, `cost / base` to 8 decimal places; None with no base."""
+        if self.base <= 0:
+            return None
+        return (self.cost / self.base).quantize(AVERAGE_COST_QUANTUM)
+
+    @property
+    def unrealized_pnl(self) -> Decimal | None:
+        """What the held base would gain over its cost if sold at the last price (before fees)."""
+        if self.last_price is None:
+            return None
+        return self.base * self.last_price - self.cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,12 +58,58 @@ class StatusReport:
     completed_cycles: int
     fees: dict[str, Decimal]
     recent_fills: tuple[BookedFill, ...]
+    position: Position = Position()
+
+    @property
+    def equity_change(self) -> Decimal | None:
+        """Realized plus unrealized profit: the run's gain in quote, its base valued at the last
+        price. None when no price is known."""
+        unrealized = self.position.unrealized_pnl
+        return None if unrealized is None else self.realized_pnl + unrealized
+
+
+def position_of(symbol: str, fills: Sequence[BookedFill], params: Mapping[str, str]) -> Position:
+    """The position a run's booked fills (oldest first) leave it with; see `Position`."""
+    base_asset, quote_asset = split_symbol(symbol)
+    base = cost = ZERO
+    for booked in fills:
+        fill = booked.fill
+        if fill.side is Side.BUY:
+            base += fill.amount - (fill.fee if fill.fee_asset == base_asset else ZERO)
+            cost += fill.quote_amount + (fill.fee if fill.fee_asset == quote_asset else ZERO)
+        else:
+            proceeds = sell_profit(
+                price=fill.price,
+                amount=fill.amount,
+                fee=fill.fee,
+                fee_asset_is_quote=fill.fee_asset == quote_asset,
+                cost_basis=ZERO,
+            )
+            base -= fill.amount
+            cost -= proceeds - booked.realized_pnl
+    market = _decimal_or_none(params.get(LAST_PRICE_PARAM))
+    if market is not None:
+        return Position(base, cost, market, "market")
+    if fills:
+        return Position(base, cost, fills[-1].fill.price, "fill")
+    return Position(base, cost)
+
+
+def _decimal_or_none(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() and value > 0 else None
 
 
 async def grid_status(
     uow_factory: UnitOfWorkFactory, *, run_id: str | None = None, symbol: str | None = None, recent: int = 10
 ) -> StatusReport:
-    """The latest run (or `run_id`), its active orders, its fills and its realized profit."""
+    """The latest run (or `run_id`), its active orders, its fills, its realized profit and its
+    position (base held, its cost, the last price and the unrealized profit)."""
     async with uow_factory() as uow:
         run = await uow.runs.get(run_id) if run_id else await uow.runs.latest(symbol)
         if run is None:
@@ -39,4 +125,13 @@ async def grid_status(
     cycles = sum(
         1 for o in every_order if o.side is Side.SELL and o.level >= 0 and o.status is OrderStatus.FILLED
     )
-    return StatusReport(run, orders, len(fills), realized, cycles, fees, fills[-recent:] if recent else ())
+    return StatusReport(
+        run,
+        orders,
+        len(fills),
+        realized,
+        cycles,
+        fees,
+        fills[-recent:] if recent else (),
+        position_of(run.symbol, fills, run.params),
+    )

@@ -189,6 +189,13 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
         "fills": report.fills,
         "completed_cycles": report.completed_cycles,
         "realized_pnl": _dec(report.realized_pnl),
+        "base_position": _dec(report.position.base),
+        "position_cost": _dec(report.position.cost),
+        "average_cost": _dec(report.position.average_cost),
+        "last_price": _dec(report.position.last_price),
+        "last_price_source": report.position.last_price_source,
+        "unrealized_pnl": _dec(report.position.unrealized_pnl),
+        "equity_change": _dec(report.equity_change),
         "fees": {asset: _dec(amount) for asset, amount in sorted(report.fees.items())},
         "recent_fills": [
             {
@@ -207,17 +214,43 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
     }
 
 
+_PRICE_SOURCES = {"market": "last market price", "fill": "price of the latest fill"}
+
+
+def _position_lines(report: StatusReport, base_asset: str, quote_asset: str) -> list[str]:
+    position = report.position
+    held = f"Position   {_dec(position.base)} {base_asset}"
+    if position.average_cost is not None:
+        held += f"  (average cost {_dec(position.average_cost)} {quote_asset}, cost {_dec(position.cost)} {quote_asset})"
+    if position.last_price is None:
+        return [
+            held,
+            "Last price unknown (no market price recorded, no fill yet)",
+            "Unrealized unknown",
+            "Equity     unknown",
+        ]
+    source = _PRICE_SOURCES.get(position.last_price_source or "", "")
+    return [
+        held,
+        f"Last price {_dec(position.last_price)} {quote_asset}  ({source})",
+        f"Unrealized {_dec(position.unrealized_pnl)} {quote_asset}",
+        f"Equity     {_dec(report.equity_change)} {quote_asset}  (realized + unrealized)",
+    ]
+
+
 def render_status(report: StatusReport) -> str:
     run = report.run
     if run is None:
         return "No run recorded yet: start the bot with `python -m bootstrap run`.\n"
+    base_asset, quote_asset = run.symbol.split("/")
     lines = [
         f"Run        {run.run_id}  ({run.symbol} on {run.exchange})",
         f"Status     {run.status.value}" + (f": {run.stop_reason}" if run.stop_reason else ""),
         f"Started    {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", stopped {run.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if run.stopped_at else ""),
         f"Fills      {report.fills}  (completed cycles: {report.completed_cycles})",
-        f"Realized   {_dec(report.realized_pnl)} {run.symbol.split('/')[1]}",
+        f"Realized   {_dec(report.realized_pnl)} {quote_asset}",
+        *_position_lines(report, base_asset, quote_asset),
         "Fees       " + (", ".join(f"{_dec(v)} {k}" for k, v in sorted(report.fees.items())) or "none"),
         f"Open orders ({len(report.open_orders)}):",
     ]
