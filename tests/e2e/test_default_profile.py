@@ -43,6 +43,28 @@ def test_run_books_orders_and_fills_and_status_reports_them(cli: Cli) -> None:
     assert all(p > 0 for p in sells_pnl), "a grid sell one level up earns more than the fees"
     assert status["completed_cycles"] == len(sells_pnl)
 
+    # the position: base bought net of base fees minus base sold, valued at the last known price
+    trades = db.execute(
+        "SELECT side, amount, fee, fee_asset FROM fills WHERE run_id = ?", (status["run"]["run_id"],)
+    ).fetchall()
+    base = sum(
+        (
+            Decimal(amount) - (Decimal(fee) if asset == "BTC" else 0) if side == "buy" else -Decimal(amount)
+            for side, amount, fee, asset in trades
+        ),
+        Decimal(0),
+    )
+    assert Decimal(status["base_position"]) == base > 0
+    last, cost = Decimal(status["last_price"]), Decimal(status["position_cost"])
+    assert Decimal(status["unrealized_pnl"]) == base * last - cost
+    assert Decimal(status["equity_change"]) == Decimal(status["realized_pnl"]) + Decimal(
+        status["unrealized_pnl"]
+    )
+    text = cli.run("status")
+    assert text.returncode == 0, text.stderr
+    labels = [line[:11] for line in text.stdout.splitlines()]
+    assert {"Position   ", "Last price ", "Unrealized ", "Equity     "} <= set(labels)
+
 
 def test_restart_resumes_the_grid_without_placing_it_again(cli: Cli) -> None:
     first = cli.run("run", "--duration", "2")
