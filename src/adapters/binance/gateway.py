@@ -51,7 +51,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-MY_TRADES_PAGE = 1000
+MY_TRADES_PAGE = 1000  # Binance's maximum `limit` for myTrades: one page of trades
 _CLIENT_ID_CACHE_SIZE = 10_000
 
 
@@ -385,25 +385,60 @@ class BinanceGateway:
 
     async def fetch_my_trades(self, symbol: str, since_trade_id: str | None = None) -> Sequence[Fill]:
         """Trades after `since_trade_id` (Binance's `fromId` is inclusive, hence +1), oldest first,
-        at most one page (1000): call again from the last id for more."""
+        at most one page (MY_TRADES_PAGE): call again from the last id for more, until a call
+        returns nothing. Without `since_trade_id` Binance answers with its *newest* page, so a
+        walk through the whole history starts from since_trade_id="0", not from None."""
         self._market(symbol)
         params = self._signed_params()
         if since_trade_id is not None:
-            try:
-                params["fromId"] = int(since_trade_id) + 1
-            except ValueError:
-                raise ValueError(f"Binance trade ids are integers, got {since_trade_id!r}") from None
+            params["fromId"] = _venue_id(since_trade_id, "trade") + 1
+        return await self._trades_page(symbol, params)
+
+    async def fetch_order_trades(self, symbol: str, order_id: str) -> Sequence[Fill]:
+        """Every trade of one order, oldest first; empty when Binance has none (yet: an order
+        can show FILLED before its trades are queryable). One request (weight 5) for an order
+        with fewer trades than a page; a full page means there may be older ones, so the order
+        is then walked from its first trade with `orderId` + `fromId`."""
+        self._market(symbol)
+        venue_order_id = _venue_id(order_id, "order")
+        params = self._signed_params(orderId=venue_order_id)
+        fills = await self._trades_page(symbol, params, order_id=venue_order_id)
+        if len(fills) < MY_TRADES_PAGE:
+            return fills
+        # Binance's answer without fromId is the *newest* page: walk forwards from the start.
+        walked: list[Fill] = []
+        from_id = 0
+        while True:
+            page = await self._trades_page(symbol, {**params, "fromId": from_id}, order_id=venue_order_id)
+            walked.extend(page)
+            if len(page) < MY_TRADES_PAGE:
+                return walked
+            next_id = int(page[-1].trade_id) + 1
+            if next_id <= from_id:
+                raise InvalidResponse(f"myTrades of order {order_id}: fromId={from_id} did not move on")
+            from_id = next_id
+
+    async def _trades_page(
+        self, symbol: str, params: dict[str, Any], *, order_id: int | None = None
+    ) -> list[Fill]:
+        """One myTrades request (at most MY_TRADES_PAGE trades), sorted by trade id. With
+        `order_id`, a trade of any other order is refused: booking it as this order's would
+        corrupt the books."""
         result = await self._call(
             lambda: self._client.fetch_my_trades(symbol, None, MY_TRADES_PAGE, params), signed=True
         )
         raw_trades = [
             as_payload(_info(entry, "myTrades[]"), "myTrades[]") for entry in as_list(result, "myTrades")
         ]
+        if order_id is not None:
+            strays = sorted({str(raw.get("orderId")) for raw in raw_trades} - {str(order_id)})
+            if strays:
+                raise InvalidResponse(f"myTrades for order {order_id} returned trades of orders {strays}")
         client_ids = await self._client_ids_for(symbol, raw_trades)
         fills = []
         for raw in raw_trades:
-            order_id = str(raw.get("orderId"))
-            fills.append(parse_trade(symbol, raw, client_ids[order_id]))
+            trade_order_id = str(raw.get("orderId"))
+            fills.append(parse_trade(symbol, raw, client_ids[trade_order_id]))
         return sorted(fills, key=lambda fill: int(fill.trade_id))
 
     async def _client_ids_for(
@@ -424,6 +459,14 @@ class BinanceGateway:
                 known = (await self.fetch_order(symbol, order_id=key)).client_order_id
             result[key] = known
         return result
+
+
+def _venue_id(value: str, kind: str) -> int:
+    """A Binance order or trade id as the integer the API takes."""
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"Binance {kind} ids are integers, got {value!r}") from None
 
 
 def _info(result: object, where: str) -> Mapping[str, object]:

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, RowMapping, exists, func, insert, select, update
+from sqlalchemy import CursorResult, RowMapping, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Delete, Update
 
 from adapters.persistence.tables import bot_runs, fills, orders
 from domain.errors import StorageError
@@ -65,8 +65,8 @@ def trade_sequence(trade_id: str) -> int | None:
     return number if number <= _BIGINT_MAX else None
 
 
-async def _execute_update(session: AsyncSession, statement: Update) -> int:
-    """Run an UPDATE and say how many rows it matched."""
+async def _execute_counted(session: AsyncSession, statement: Update | Delete) -> int:
+    """Run an UPDATE or DELETE and say how many rows it matched."""
     result = cast("CursorResult[Any]", await session.execute(statement))
     return result.rowcount
 
@@ -144,7 +144,7 @@ class SqlAlchemyOrderRepository:
         values = _order_values(order)
         del values["client_order_id"], values["run_id"]
         with database_errors(f"updating order {order.client_order_id}"):
-            matched = await _execute_update(
+            matched = await _execute_counted(
                 self._session,
                 update(orders)
                 .where(orders.c.client_order_id == order.client_order_id)
@@ -279,6 +279,16 @@ class SqlAlchemyFillRepository:
             )
             return bool(result.scalar())
 
+    async def remove(self, run_id: str, trade_id: str) -> None:
+        """Delete the booked fill (an inferred one, replaced by the venue's real trades). A fill
+        that is not booked for the run raises ValueError: removing nothing hides a wrong id."""
+        with database_errors(f"removing fill {trade_id} of run {run_id}"):
+            matched = await _execute_counted(
+                self._session, delete(fills).where(fills.c.run_id == run_id, fills.c.trade_id == trade_id)
+            )
+        if matched == 0:
+            raise ValueError(f"fill {trade_id} is not booked for run {run_id}: nothing to remove")
+
     async def list_for_run(self, run_id: str) -> Sequence[BookedFill]:
         """Oldest first; fills with the same timestamp keep the order they were booked in."""
         with database_errors(f"listing fills of run {run_id}"):
@@ -381,7 +391,7 @@ class SqlAlchemyRunRepository:
         values = _run_values(run)
         del values["run_id"]
         with database_errors(f"updating run {run.run_id}"):
-            matched = await _execute_update(
+            matched = await _execute_counted(
                 self._session, update(bot_runs).where(bot_runs.c.run_id == run.run_id).values(values)
             )
             if matched == 0:

@@ -127,6 +127,7 @@ class MatchingEngine:
         self._open_by_client: dict[str, str] = {}
         self._latest_by_client: dict[str, str] = {}
         self._trades: list[Fill] = []
+        self._trades_by_order: dict[str, list[Fill]] = {}
         # Best order last: bids keyed (price, -seq) -> highest price, then oldest, at the end;
         # asks keyed (-price, -seq) -> lowest price, then oldest, at the end.
         self._bids: list[tuple[Decimal, int]] = []
@@ -164,6 +165,10 @@ class MatchingEngine:
                 f"Invalid trade id {since_trade_id!r}: trade ids are numeric.", code=-1100
             ) from None
         return self._trades[max(after, 0) :]
+
+    def order_trades(self, order_id: str) -> list[Fill]:
+        """The trades of one order, oldest first; empty for an order without any (or unknown)."""
+        return list(self._trades_by_order.get(order_id, ()))
 
     def balances(self) -> dict[str, Balance]:
         return {asset: Balance(asset, self._free[asset], self._locked[asset]) for asset in self._free}
@@ -356,6 +361,8 @@ class MatchingEngine:
         engine._bids.sort()
         engine._asks.sort()
         engine._trades = [_fill_from_json(raw) for raw in data["trades"]]
+        for fill in engine._trades:
+            engine._trades_by_order.setdefault(fill.order_id, []).append(fill)
         return engine
 
     # -- internals ---------------------------------------------------------------------------
@@ -459,6 +466,7 @@ class MatchingEngine:
             is_maker=is_maker,
         )
         self._trades.append(fill)
+        self._trades_by_order.setdefault(order.order_id, []).append(fill)
         self._orders[order.order_id] = replace(
             order,
             status=OrderStatus.FILLED,

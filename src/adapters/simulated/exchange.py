@@ -273,6 +273,10 @@ class SimulatedExchange:
         await self._enter(symbol)
         return self.engine.trades(since_trade_id)
 
+    async def fetch_order_trades(self, symbol: str, order_id: str) -> Sequence[Fill]:
+        await self._enter(symbol)
+        return self.engine.order_trades(order_id)
+
     # -- feeds -------------------------------------------------------------------------------
     def tickers(self, symbol: str) -> AsyncIterator[Ticker]:
         """Tickers from the next step on. Subscribes when first iterated."""

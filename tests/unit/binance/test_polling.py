@@ -77,6 +77,9 @@ class FakeGateway:
     async def fetch_open_orders(self, symbol: str) -> Sequence[Order]:
         raise NotImplementedError
 
+    async def fetch_order_trades(self, symbol: str, order_id: str) -> Sequence[Fill]:
+        raise NotImplementedError
+
 
 def ticker(last: int) -> Ticker:
     return Ticker("BTC/USDT", Decimal(last - 1), Decimal(last + 1), Decimal(last), START)

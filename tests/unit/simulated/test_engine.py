@@ -299,6 +299,20 @@ def test_trades_since_an_id_are_strictly_after_it_oldest_first() -> None:
     assert engine.trades("3") == []
 
 
+def test_an_order_s_trades_are_found_by_its_venue_id() -> None:
+    engine = make_engine()
+    first, _ = engine.place(limit(BUY, "29900", "0.01"), T0)
+    resting, _ = engine.place(limit(BUY, "29000", "0.01"), T0)
+    taken, taken_fills = engine.place(market(SELL, "0.02"), T0)
+    first_fills = engine.move_to(D("29800"), at(1))
+
+    assert engine.order_trades(first.order_id) == first_fills
+    assert engine.order_trades(taken.order_id) == taken_fills
+    assert [fill.trade_id for fill in taken_fills + first_fills] == ["1", "2"]
+    assert engine.order_trades(resting.order_id) == []  # still resting: no trade yet
+    assert engine.order_trades("999") == []  # unknown: no trade, no error
+
+
 def test_the_ticker_is_a_one_tick_spread_around_the_last_price() -> None:
     ticker = make_engine().ticker(at(3))
     assert (ticker.symbol, ticker.bid, ticker.last, ticker.ask, ticker.timestamp) == (
@@ -529,6 +543,8 @@ def test_snapshot_round_trips_exactly_through_json() -> None:
     assert restored.balances() == engine.balances()
     assert restored.open_orders() == engine.open_orders()
     assert restored.trades() == engine.trades()
+    for order_id in ("1", "4"):  # b1 (filled by a move) and the market buy
+        assert restored.order_trades(order_id) == engine.order_trades(order_id) != []
     assert restored.rules == engine.rules
     assert locked(restored, "USDT") == D("580.00")  # b2 still rests
     assert locked(restored, "BTC") == D("0.04")  # s1 and s2 still rest

@@ -265,13 +265,15 @@ async def test_taker_fills_from_place_order_are_published_too() -> None:
 async def test_the_gateway_reports_what_the_engine_holds() -> None:
     exchange = exchange_over(ListSource("30000"), engine=make_engine())
     resting = await exchange.place_order(limit(BUY, "29000", "0.01", client_order_id="g-1"))
-    await exchange.place_order(market(SELL, "0.01"))
+    taken = await exchange.place_order(market(SELL, "0.01"))
 
     assert await exchange.market_rules(SYMBOL) == exchange.engine.rules
     assert [o.order_id for o in await exchange.fetch_open_orders(SYMBOL)] == [resting.order_id]
     assert await exchange.fetch_order(SYMBOL, client_order_id="g-1") == resting
     assert [f.trade_id for f in await exchange.fetch_my_trades(SYMBOL)] == ["1"]
     assert await exchange.fetch_my_trades(SYMBOL, since_trade_id="1") == []
+    assert [f.trade_id for f in await exchange.fetch_order_trades(SYMBOL, taken.order_id)] == ["1"]
+    assert await exchange.fetch_order_trades(SYMBOL, resting.order_id) == []
     assert (await exchange.fetch_balances())["USDT"].locked == D("290.00")
     canceled = await exchange.cancel_order(SYMBOL, resting.order_id)
     assert canceled.status is OrderStatus.CANCELED
@@ -284,6 +286,7 @@ async def test_an_unknown_symbol_is_refused_with_binance_code_1121() -> None:
         exchange.market_rules("ETH/USDT"),
         exchange.cancel_order("ETH/USDT", "1"),
         exchange.fetch_open_orders("ETH/USDT"),
+        exchange.fetch_order_trades("ETH/USDT", "1"),
         exchange.place_order(
             OrderRequest(
                 symbol="ETH/USDT",
