@@ -112,6 +112,14 @@ class _Fills:
     async def exists(self, run_id: str, trade_id: str) -> bool:
         return any(b.run_id == run_id and b.fill.trade_id == trade_id for b in self.data)
 
+    async def remove(self, run_id: str, trade_id: str) -> None:
+        """Like the SQL repository: removing a fill that is not booked raises ValueError."""
+        for index, booked in enumerate(self.data):
+            if booked.run_id == run_id and booked.fill.trade_id == trade_id:
+                del self.data[index]
+                return
+        raise ValueError(f"fill {trade_id} is not booked for run {run_id}: nothing to remove")
+
     async def list_for_run(self, run_id: str) -> Sequence[BookedFill]:
         return [b for b in self.data if b.run_id == run_id]
 
@@ -201,6 +209,9 @@ class FakeVenue:
         self.fail_next_place = 0
         self.fail_after_place = 0
         self.unavailable_reads = 0  # the next n tickers / order-book reads raise ExchangeUnavailable
+        # Orders whose trades the trade queries do not return yet, as on Binance, where an order
+        # can show FILLED before its trades are queryable; the fills feed still delivers them.
+        self.hide_trades_of: set[str] = set()
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._fill_queue: asyncio.Queue[Fill | None] = asyncio.Queue()
@@ -282,7 +293,13 @@ class FakeVenue:
 
     async def fetch_my_trades(self, symbol: str, since_trade_id: str | None = None) -> Sequence[Fill]:
         since = int(since_trade_id) if since_trade_id else 0
-        return [t for t in self.trades if int(t.trade_id) > since]
+        return [t for t in self._queryable_trades() if int(t.trade_id) > since]
+
+    async def fetch_order_trades(self, symbol: str, order_id: str) -> Sequence[Fill]:
+        return [t for t in self._queryable_trades() if t.order_id == order_id]
+
+    def _queryable_trades(self) -> list[Fill]:
+        return [t for t in self.trades if t.order_id not in self.hide_trades_of]
 
     # feeds
     async def fills(self, symbol: str) -> AsyncIterator[Fill]:
