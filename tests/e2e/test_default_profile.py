@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from decimal import Decimal
 
-from .conftest import Cli
+from .conftest import Cli, Event
 
 
-def _events(stderr: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+async def test_run_books_orders_and_fills_and_status_reports_them(cli: Cli) -> None:
+    async with cli.bot("run") as bot:
+        await bot.until(lambda e: e["event"] == "grid started")
+        fills = 0
 
+        def second_fill(event: Event) -> bool:
+            nonlocal fills
+            fills += event["event"] == "fill"
+            return fills == 2
 
-def test_run_books_orders_and_fills_and_status_reports_them(cli: Cli) -> None:
-    done = cli.run("run", "--duration", "4")
-    assert done.returncode == 0, done.stderr
-    events = _events(done.stderr)
-    names = [e["event"] for e in events]
-    assert "grid started" in names
-    assert names.count("fill") >= 2, "the default market moves enough for fills within seconds"
+        await bot.until(second_fill)  # the default market moves; the test waits for it, not a clock
+        # Stop between decisions, not in the middle of one: once a fill's counter-order is placed.
+        await bot.until(lambda e: e["event"] == "order placed")
+        code = await bot.stop()
+    assert code == 0, bot.tail()
+    names = bot.names()
+    assert names.count("fill") >= 2
     assert names[-1] == "simulated exchange stopped" or "grid stopped" in names
 
-    status = cli.status()
+    status = await cli.astatus()
     assert status["run"]["status"] == "stopped"
     assert status["fills"] >= 2
     assert len(status["open_orders"]) == 15  # 16 levels, one empty
@@ -66,16 +71,30 @@ def test_run_books_orders_and_fills_and_status_reports_them(cli: Cli) -> None:
     assert {"Position   ", "Last price ", "Unrealized ", "Equity     "} <= set(labels)
 
 
-def test_restart_resumes_the_grid_without_placing_it_again(cli: Cli) -> None:
-    first = cli.run("run", "--duration", "2")
-    assert first.returncode == 0, first.stderr
-    before = cli.status()
-    second = cli.run("run", "--duration", "2")
-    assert second.returncode == 0, second.stderr
-    names = [e["event"] for e in _events(second.stderr)]
+async def test_restart_resumes_the_grid_without_placing_it_again(cli: Cli) -> None:
+    async with cli.bot("run") as first:
+        started = await first.until(lambda e: e["event"] == "grid started")
+        # the ladder, plus the market buy of the sells' base when there are sells
+        ladder = started["buys"] + started["sells"] + (1 if started["sells"] else 0)
+        placed = 0
+
+        def ladder_placed(event: Event) -> bool:
+            nonlocal placed
+            placed += event["event"] == "order placed"
+            return placed == ladder
+
+        await first.until(ladder_placed)
+        code = await first.stop()
+    assert code == 0, first.tail()
+    before = await cli.astatus()
+    async with cli.bot("run") as second:
+        await second.until(lambda e: e["event"] == "reconciled")  # the resume is done
+        code = await second.stop()
+    assert code == 0, second.tail()
+    names = second.names()
     assert "resuming grid" in names
     assert "grid started" not in names
-    after = cli.status()
+    after = await cli.astatus()
     assert after["run"]["run_id"] == before["run"]["run_id"]
     assert after["fills"] >= before["fills"]
     ids = [o["client_order_id"] for o in after["open_orders"]]

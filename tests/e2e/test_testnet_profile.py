@@ -2,15 +2,12 @@
 subprocess, with EXCHANGE__REST_URL pointing at the Binance-compatible server on 127.0.0.1.
 
 The server runs in the test's own event loop, so the CLI runs through asyncio's subprocess API and
-the test follows the bot by its JSON log lines (no wall-clock sleeps)."""
+the test follows the bot by its JSON log lines (no wall-clock sleeps, no wall-clock assertions)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -41,20 +38,7 @@ def env_for(server: FakeBinance) -> dict[str, str]:
 
 
 async def run_cli(cli: Cli, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bootstrap",
-        "--config",
-        "config/testnet.toml",
-        *args,
-        cwd=cli.workdir,
-        env={**cli.env, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return proc.returncode or 0, out.decode(), err.decode()
+    return await cli.arun("--config", "config/testnet.toml", *args, extra_env=env)
 
 
 async def test_trade_places_one_order_prints_it_and_books_it(cli: Cli, server: FakeBinance) -> None:
@@ -121,40 +105,8 @@ async def test_venue_rejections_are_reported_in_plain_words(cli: Cli, server: Fa
     assert "Traceback" not in err
 
 
-class BotProcess:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict[str, Any]] = []
-
-    async def until(self, predicate: Any, within: float = 30) -> dict[str, Any]:
-        async def scan() -> dict[str, Any]:
-            assert self.proc.stderr is not None
-            while line := await self.proc.stderr.readline():
-                if line.startswith(b"{"):
-                    event = json.loads(line)
-                    self.events.append(event)
-                    if predicate(event):
-                        return event
-            raise AssertionError(f"bot exited before the awaited event; last events: {self.events[-5:]}")
-
-        return await asyncio.wait_for(scan(), within)
-
-
 async def test_grid_runs_on_the_testnet_profile_and_counters_a_fill(cli: Cli, server: FakeBinance) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bootstrap",
-        "--config",
-        "config/testnet.toml",
-        "run",
-        cwd=cli.workdir,
-        env={**cli.env, **env_for(server)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    bot = BotProcess(proc)
-    try:
+    async with cli.bot("--config", "config/testnet.toml", "run", extra_env=env_for(server)) as bot:
         placed: list[dict[str, Any]] = []
         await bot.until(
             lambda e: e["event"] == "order placed" and placed.append(e) is None and len(placed) == 9
@@ -167,11 +119,8 @@ async def test_grid_runs_on_the_testnet_profile_and_counters_a_fill(cli: Cli, se
         )
         counter = await bot.until(lambda e: e["event"] == "order placed" and e["side"] == "sell")
         assert Decimal(counter["price"]) > buys[-1]
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), timeout=30)
-    assert proc.returncode == 0
+        code = await bot.stop()
+    assert code == 0, bot.tail()
     code, out, err = await run_cli(cli, env_for(server), "status", "--json")
     assert code == 0, err
     status = json.loads(out)

@@ -1,5 +1,8 @@
 """`PYTHONPATH=tests python -m support.binance_server --port N [--price P]`: serve until SIGTERM.
 
+With `--zigzag 29500,30500 --zigzag-speed 200` the market of --symbol walks from --price to each
+turning point in turn, forever, at that many price units per second (see `price_path.ZigZag`).
+
 Prints exactly one line to stdout, "listening on http://127.0.0.1:PORT", once it accepts
 connections (for e2e tests that start the bot as a subprocess, and for benchmarks); logs go to
 stderr.
@@ -17,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 import structlog
 
 from support.binance_server.app import FakeBinance
+from support.binance_server.price_path import ZigZag, drive, parse_turns
 
 
 def _decimal(text: str) -> Decimal:
@@ -27,6 +31,16 @@ def _decimal(text: str) -> Decimal:
     if not value.is_finite() or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
     return value
+
+
+def _turns(text: str) -> tuple[Decimal, ...]:
+    try:
+        turns = parse_turns(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"expected PRICE,PRICE,..., got {text!r}") from None
+    if not turns or any(not t.is_finite() or t <= 0 for t in turns):
+        raise argparse.ArgumentTypeError(f"expected positive PRICE,PRICE,..., got {text!r}")
+    return turns
 
 
 def _balance(text: str) -> tuple[str, Decimal]:
@@ -47,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--balance", type=_balance, action="append", default=[], help="ASSET=AMOUNT, repeatable"
     )
+    parser.add_argument(
+        "--zigzag", type=_turns, metavar="P1,P2,...", help="walk the price through these turning points"
+    )
+    parser.add_argument(
+        "--zigzag-speed", type=_decimal, default=Decimal("200"), help="price units per second"
+    )
+    parser.add_argument("--zigzag-tick-s", type=float, default=0.1, help="seconds between price moves")
     parser.add_argument("--api-key", default="test-api-key")
     parser.add_argument("--api-secret", default="test-api-secret")
     parser.add_argument("--weight-limit", type=int, default=6000)
@@ -67,11 +88,18 @@ async def _serve(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     url = await server.start(args.host, args.port)
+    walker: asyncio.Task[int] | None = None
     try:
         sys.stdout.write(f"listening on {url}\n")
         sys.stdout.flush()
+        if args.zigzag:
+            path = ZigZag(args.price, args.zigzag, args.zigzag_speed, tick_s=args.zigzag_tick_s)
+            walker = asyncio.create_task(drive(server, args.symbol, path.prices(), tick_s=path.tick_s))
         await stop.wait()
     finally:
+        if walker is not None:
+            walker.cancel()
+            await asyncio.gather(walker, return_exceptions=True)
         await server.stop()
 
 

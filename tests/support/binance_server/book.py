@@ -84,6 +84,10 @@ class SymbolBook:
         self.update_id += 1
         return meta
 
+    def orders(self) -> list[Order]:
+        """Every order placed through the API (any status), oldest first: the venue's order history."""
+        return [self.engine.order(order_id=order_id) for order_id in sorted(self._meta, key=int)]
+
     def meta(self, order: Order) -> OrderMeta:
         """The wire bookkeeping of `order`; defaults for an order placed on the engine directly."""
         meta = self._meta.get(order.order_id)
