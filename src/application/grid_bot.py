@@ -50,6 +50,8 @@ from domain.rules import MarketRules
 
 log = structlog.get_logger(__name__)
 
+CHASE_INTERVAL_S = 5.0  # how often the trades of orders booked with inferred fills are looked for
+
 
 def _money(value: Decimal) -> str:
     """A Decimal for a log line: 8 places at most, no exponent, no trailing zeros."""
@@ -101,6 +103,7 @@ class GridBot:
         self._run: BotRun | None = None
         self._core: GridCore | None = None
         self._stopped = asyncio.Event()
+        self._last_chase = float("-inf")
 
     # ------------------------------------------------------------------ public
     @property
@@ -182,7 +185,7 @@ class GridBot:
             for command in current.commands:
                 if isinstance(command, CancelOrder):
                     outcome.merge(await self._venue.cancel(self.core, command))
-                elif venue_down:
+                elif venue_down or not self.core.wants_placed(command.order.client_order_id):
                     self.core.deferred(command.order.client_order_id)
                 else:
                     result, order = await self._venue.place(self.core, command)
@@ -457,12 +460,29 @@ class GridBot:
                         await self._carry_out(await self._after_halt())
                     return
                 await self._carry_out(self.core.on_ticker(ticker))
+                await self._chase_inferred()
             else:
                 await self._carry_out(self.core.apply_fills(list(fills), self._clock.now()))
         except TRANSIENT as exc:  # booked or not, the event comes again (feed, catch-up, next ticker)
             self._log.warning("venue unavailable; carrying on", reason=str(exc))
             if isinstance(exc, ExchangeUnavailable):
                 self._log_notes(self.core.venue_unavailable(self._clock.now()))
+
+    async def _chase_inferred(self) -> None:
+        """Fills inferred at reconciliation are replaced by the real trades when they appear: while
+        any are booked, look for their orders' trades every CHASE_INTERVAL_S (on the clock port)."""
+        provisional = self.core.provisional_orders()
+        if not provisional or self._clock.monotonic() - self._last_chase < CHASE_INTERVAL_S:
+            return
+        self._last_chase = self._clock.monotonic()
+        symbol = self._config.symbol
+        for order in provisional:
+            if order.exchange_order_id is None:
+                continue
+            trades = await self._gateway.fetch_order_trades(symbol, order.exchange_order_id)
+            real = [t for t in trades if not t.is_inferred]
+            if real:
+                await self._carry_out(self.core.apply_fills(real, self._clock.now()))
 
     # ------------------------------------------------------------------ stop
     async def _after_halt(self) -> Decision:

@@ -7,6 +7,7 @@ client order id before it is sent again, and a DuplicateOrder refusal is answere
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import structlog
@@ -21,7 +22,7 @@ from domain.errors import (
     RateLimited,
 )
 from domain.grid_core import CancelOrder, Decision, GridCore, PlaceOrder
-from domain.models import Order, OrderStatus, TrackedOrder
+from domain.models import ZERO, Order, OrderStatus, TrackedOrder
 from domain.ports import Clock, ExchangeGateway
 
 T = TypeVar("T")
@@ -92,6 +93,12 @@ class VenueCalls:
     async def cancel(self, core: GridCore, command: CancelOrder) -> Decision:
         """Cancel one order the core asked to cancel; the core hears how it went."""
         order = command.order
+        if order.exchange_order_id is None and order.status is OrderStatus.PENDING:
+            found = await self.retrying("fetch_order", lambda: self.look_up(order.client_order_id))
+            if found is None:  # its send never reached the venue: nothing to cancel, nothing filled
+                core.never_sent(order.client_order_id)
+                return core.cancelled(order.client_order_id, ZERO, self._clock.now())
+            order = replace(order, exchange_order_id=found.order_id)
         result = await self.cancel_tracked(order)
         return core.cancelled(
             order.client_order_id, None if result is None else result.filled, self._clock.now()

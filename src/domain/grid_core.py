@@ -208,6 +208,7 @@ class GridCore:
         self._closing: dict[str, TrackedOrder] = {}  # cancelled by a halt: late fills still booked
         self._unconfirmed: set[str] = set()  # cancels asked for and not confirmed yet
         self._withdrawing: set[str] = set()  # live orders being cancelled to cross with an owed counter
+        self._no_withdraw: set[str] = set()  # withdrawals that found fills: left to fill
         self._seq: dict[int, int] = {}
         self.leftover: Leftover = NO_LEFTOVER
         self.realized = ZERO
@@ -341,8 +342,17 @@ class GridCore:
         """The ladder's orders that are not owed: at most one per level."""
         return [self._orders[cid] for cid in self._occupant.values()]
 
+    def provisional_orders(self) -> list[TrackedOrder]:
+        """Finished orders booked (partly) with inferred fills, waiting for their real trades."""
+        return list(self._provisional.values())
+
     def owed_orders(self) -> list[TrackedOrder]:
         return [self._orders[cid] for queue in self._owed.values() for cid in queue]
+
+    def wants_placed(self, cid: str) -> bool:
+        """Whether a place command issued earlier still stands (an event since may have withdrawn it)."""
+        order = self._orders.get(cid)
+        return order is not None and order.status is OrderStatus.PENDING
 
     def may_be_on_venue(self, order: TrackedOrder) -> bool:
         """Sent, being sent, or possibly sent before a crash or a lost answer."""
@@ -458,31 +468,60 @@ class GridCore:
 
     def cancelled(self, cid: str, filled: Decimal | None, at: datetime) -> Decision:
         """The outcome of a cancel the core asked for: `filled` is what the venue says the order
-        executed, None when the venue no longer knew it (then its fills, if any, are on their way).
-        A grid order withdrawn so that an owed counter-order could take its level is crossed with
-        that counter-order, once the venue confirms it executed nothing."""
+        executed, None when the venue no longer had it open (then its fills, if any, are on their
+        way). A grid order withdrawn so that an owed counter-order could take its level is crossed
+        with that counter-order once the venue confirms it executed nothing."""
         decision = Decision()
         self._unconfirmed.discard(cid)
         if cid not in self._withdrawing:
             return decision
         self._withdrawing.discard(cid)
         holder = self._orders.get(cid)
-        if holder is None or filled is None or filled > 0 or self._books[cid].amount > 0:
-            decision.note("withdrawal not confirmed clean: the counter-order stays owed", "debug", order=cid)
+        if holder is None:
+            return decision  # it completed meanwhile: its fills freed the level
+        if filled is None or filled > 0 or self._books[cid].amount > 0:
+            self._no_withdraw.add(cid)  # its fills will free the level; do not ask again
+            decision.note("withdrawal not confirmed clean: the counter-order stays owed", order=cid)
             return decision
         queue = self._owed.get(holder.level, deque())
         owed_id = next((o for o in queue if self._orders[o].side is not holder.side), None)
-        if owed_id is None:
-            return decision
+        if owed_id is not None:
+            self._cross_with_owed(holder, owed_id, at, decision)
+        self._release(at, decision)
+        return decision
+
+    def _cross_with_owed(self, holder: TrackedOrder, owed_id: str, at: datetime, decision: Decision) -> None:
+        queue = self._owed[holder.level]
         queue.remove(owed_id)
         if not queue:
-            self._owed.pop(holder.level, None)
+            del self._owed[holder.level]
         owed = self._orders.pop(owed_id)
         decision.put(replace(owed, status=OrderStatus.CANCELED, updated_at=at))
         planned = PlannedOrder(owed.level, owed.side, owed.price or ZERO, owed.amount, owed.cost_basis)
         self._cross(holder, planned, owed_id, at, decision)
-        self._release(at, decision)
-        return decision
+
+    def _resolve_owed(self, at: datetime, decision: Decision) -> None:
+        """An owed counter-order facing an order of the other side on its level: the two cancel
+        out, so a held holder is crossed with it at once and a live one is withdrawn first."""
+        for level in list(self._owed):
+            queue = self._owed.get(level)
+            holder_id = self._occupant.get(level)
+            if not queue or holder_id is None or not 0 < level < len(self.config.levels) - 1:
+                continue
+            holder = self._orders[holder_id]
+            owed_id = next((o for o in queue if self._orders[o].side is not holder.side), None)
+            if owed_id is None:
+                continue
+            if self._is_held(holder):
+                self._cross_with_owed(holder, owed_id, at, decision)
+            elif (
+                holder_id not in self._withdrawing
+                and holder_id not in self._no_withdraw
+                and self.may_be_on_venue(holder)
+            ):
+                self._withdrawing.add(holder_id)
+                decision.commands.append(CancelOrder(holder))
+                decision.note("withdrawing an order to cross it with an owed counter-order", order=holder_id)
 
     def unconfirmed_cancels(self) -> list[TrackedOrder]:
         """Cancels a halt asked for that the venue has not confirmed (e.g. an outage cut them)."""
@@ -756,10 +795,6 @@ class GridCore:
             side=planned.side.value,
             holder=holder_id,
         )
-        if crossable and holder_id not in self._withdrawing and self.may_be_on_venue(holder):
-            self._withdrawing.add(holder_id)
-            decision.commands.append(CancelOrder(holder))
-            decision.note("withdrawing an order to cross it with an owed counter-order", order=holder_id)
 
     def _is_held(self, order: TrackedOrder) -> bool:
         """Booked but certainly not on the venue: never sent, not being sent."""
@@ -896,10 +931,14 @@ class GridCore:
         """Send held orders that the rules now allow, nearest the market first."""
         if self.halt is not None:
             return
+        self._resolve_owed(at, decision)
         held = [
             o
             for o in self._orders.values()
-            if o.status is OrderStatus.PENDING and o.client_order_id not in self._in_flight and o.level >= 0
+            if o.status is OrderStatus.PENDING
+            and o.client_order_id not in self._in_flight
+            and o.client_order_id not in self._withdrawing
+            and o.level >= 0
         ]
         if not held:
             return

@@ -212,6 +212,10 @@ class FakeVenue:
         # Orders whose trades the trade queries do not return yet, as on Binance, where an order
         # can show FILLED before its trades are queryable; the fills feed still delivers them.
         self.hide_trades_of: set[str] = set()
+        # With hold_news, fills wait in `undelivered` until the test delivers them (late, batched,
+        # reordered, twice) with deliver().
+        self.hold_news = False
+        self.undelivered: list[Fill] = []
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._fill_queue: asyncio.Queue[Fill | None] = asyncio.Queue()
@@ -263,8 +267,8 @@ class FakeVenue:
         )
         self._lock_funds(order)
         self.orders[order.order_id] = order
-        if request.type is OrderType.MARKET:
-            order = self._fill(order, self.price, maker=False)
+        if request.type is OrderType.MARKET or self._marketable(request):
+            order = self._fill(order, self.price, maker=False)  # a taker, at the market, as the engine does
         if self.fail_after_place:
             self.fail_after_place -= 1
             raise ExchangeUnavailable("answer lost")
@@ -309,6 +313,20 @@ class FakeVenue:
     async def tickers(self, symbol: str) -> AsyncIterator[Ticker]:
         while (ticker := await self._ticker_queue.get()) is not None:
             yield ticker
+
+    def deliver(self, fills: Sequence[Fill]) -> None:
+        """Push fills onto the feed, in the order given (duplicates included)."""
+        for fill in fills:
+            if fill in self.undelivered:
+                self.undelivered.remove(fill)
+            self._fill_queue.put_nowait(fill)
+
+    def _marketable(self, request: OrderRequest) -> bool:
+        if request.price is None:
+            return False
+        if request.side is Side.BUY:
+            return request.price >= self.price
+        return request.price <= self.price
 
     def close(self) -> None:
         self._fill_queue.put_nowait(None)
@@ -375,7 +393,10 @@ class FakeVenue:
             maker,
         )
         self.trades.append(fill)
-        self._fill_queue.put_nowait(fill)
+        if self.hold_news:
+            self.undelivered.append(fill)
+        else:
+            self._fill_queue.put_nowait(fill)
         filled = replace(
             order,
             status=OrderStatus.FILLED,

@@ -134,6 +134,9 @@ class ModelVenue:
                     pending.append(core.cancelled(command.order.client_order_id, filled, self.now))
                     continue
                 cid = command.order.client_order_id
+                if not core.wants_placed(cid):
+                    core.deferred(cid)
+                    continue
                 if command.look_up_first and cid in self.orders:
                     found = self.orders[cid]
                     pending.append(core.accepted(cid, found.order_id, OrderStatus.OPEN, self.now))
