@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +41,18 @@ RULES = MarketRules(
 )
 
 
-async def backtest(candle_count: int | None, url: str) -> tuple[int, int, Decimal, float, int]:
+@dataclass(frozen=True)
+class Ladder:
+    """The grid at the end of the run, as a trader would check it."""
+
+    levels: int
+    live: int  # grid orders resting (or held) at the end
+    owed: int
+    largest_sell: Decimal  # in units of the level quantity
+    levels_doubled: int  # levels holding two live orders (must be 0)
+
+
+async def backtest(candle_count: int | None, url: str) -> tuple[int, int, Decimal, float, int, Ladder]:
     candles = load_candles(DATA)[:candle_count]
     start = candles[0].open_time
     clock = SimulatedClock(start)
@@ -74,7 +87,20 @@ async def backtest(candle_count: int | None, url: str) -> tuple[int, int, Decima
         outcome = await bot.run(asyncio.Event())
         elapsed = time.perf_counter() - began
         await driver
-    return len(candles), outcome.fills, outcome.realized_pnl, elapsed, exchange.steps
+        core = bot.core
+        grid_orders = core.grid_orders()
+        async with database.uow() as uow:
+            every = await uow.orders.list_for_run(outcome.run_id)
+        sells = [o.amount for o in every if o.side.value == "sell" and o.level >= 0]
+        per_level = Counter(o.level for o in grid_orders)
+        ladder = Ladder(
+            levels=len(core.config.levels),
+            live=len(grid_orders),
+            owed=len(core.owed_orders()),
+            largest_sell=max(sells, default=Decimal(0)) / core.config.quantity,
+            levels_doubled=sum(1 for n in per_level.values() if n > 1),
+        )
+    return len(candles), outcome.fills, outcome.realized_pnl, elapsed, exchange.steps, ladder
 
 
 def main() -> None:
@@ -87,13 +113,18 @@ def main() -> None:
         url = (
             sqlite_url_for(Path(tmp) / "bt.sqlite3") if args.db == "file" else "sqlite+aiosqlite:///:memory:"
         )
-        candles, fills, pnl, elapsed, steps = asyncio.run(backtest(args.candles, url))
+        candles, fills, pnl, elapsed, steps, ladder = asyncio.run(backtest(args.candles, url))
     print(f"candles            {candles:>10,}   (real 1-minute candles, {steps:,} price steps)")
     print(f"fills booked       {fills:>10,}")
     print(f"realized profit    {pnl.quantize(Decimal('0.01')):>10} USDT")
     print(f"wall time          {elapsed:>10.2f} s   ({args.db} SQLite)")
     print(f"throughput         {candles / elapsed:>10,.0f} candles/s   {fills / elapsed:,.0f} fills/s")
     print(f"market time/wall   {candles * 60 / elapsed:>10,.0f} x real time")
+    print(
+        f"ladder at the end  {ladder.live:>10} grid orders for {ladder.levels} levels "
+        f"(whole: {ladder.levels - 1}), {ladder.owed} owed, {ladder.levels_doubled} levels doubled"
+    )
+    print(f"largest sell       {ladder.largest_sell:>10.3f} x the level quantity")
     print(f"started            {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
 

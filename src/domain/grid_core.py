@@ -183,6 +183,10 @@ class _Book:
     def amount(self) -> Decimal:
         return sum((b.fill.amount for b in self.fills), ZERO)
 
+    def amount_of(self, cid: str) -> Decimal:
+        """What one order of the book executed (a book may hold a predecessor's fills too)."""
+        return sum((b.fill.amount for b in self.fills if b.fill.client_order_id == cid), ZERO)
+
     @property
     def quote(self) -> Decimal:
         return sum((b.fill.quote_amount for b in self.fills), ZERO)
@@ -205,7 +209,11 @@ class GridCore:
         self._in_flight: set[str] = set()  # place commands issued, outcome not reported yet
         self._attempted: set[str] = set()  # sent with an unknown outcome: look up before resending
         self._held: dict[str, str] = {}  # client id -> why it is held (to log a hold once)
-        self._closing: dict[str, TrackedOrder] = {}  # cancelled by a halt: late fills still booked
+        # Orders that left the ladder unfinished (gone, withdrawn, cancelled by a halt): their late fills
+        # are still booked. A successor placed for what one had left shares its book.
+        self._retired: dict[str, TrackedOrder] = {}
+        self._successor: dict[str, str] = {}
+        self._owed_books: dict[str, _Book] = {}  # owed orders that carry a predecessor's fills
         self._unconfirmed: set[str] = set()  # cancels asked for and not confirmed yet
         self._withdrawing: set[str] = set()  # live orders being cancelled to cross with an owed counter
         self._no_withdraw: set[str] = set()  # withdrawals that found fills: left to fill
@@ -248,7 +256,20 @@ class GridCore:
             by_order.setdefault(booked.fill.client_order_id, []).append(booked)
         for order in sorted(active, key=lambda o: (o.created_at, o.client_order_id)):
             core._orders[order.client_order_id] = order
-            core._books[order.client_order_id] = _Book(by_order.get(order.client_order_id, []))
+            book = _Book(list(by_order.get(order.client_order_id, [])))
+            core._books[order.client_order_id] = book
+            # A successor of orders that were gone in part shares their book (see `gone`).
+            child, parent = order, known.get(order.parent_client_order_id or "")
+            while (
+                parent is not None
+                and parent.status is OrderStatus.CANCELED
+                and (parent.level, parent.side) == (child.level, child.side)
+            ):
+                book.fills[:0] = by_order.get(parent.client_order_id, [])
+                core._books[parent.client_order_id] = book
+                core._retired[parent.client_order_id] = parent
+                core._successor[parent.client_order_id] = child.client_order_id
+                child, parent = parent, known.get(parent.parent_client_order_id or "")
             if order.status is OrderStatus.PENDING:
                 core._attempted.add(order.client_order_id)
             if order.level < 0:
@@ -336,7 +357,7 @@ class GridCore:
         return list(self._orders.values())
 
     def order(self, client_order_id: str) -> TrackedOrder | None:
-        return self._orders.get(client_order_id) or self._closing.get(client_order_id)
+        return self._orders.get(client_order_id) or self._retired.get(client_order_id)
 
     def grid_orders(self) -> list[TrackedOrder]:
         """The ladder's orders that are not owed: at most one per level."""
@@ -429,36 +450,49 @@ class GridCore:
             self._set_venue_available(available=False, at=at, decision=decision)
         return decision
 
-    def gone(self, cid: str, at: datetime, *, reason: str) -> Decision:
-        """An order the venue no longer has, without (further) fills: cancelled elsewhere, lost, or
-        never placed. A grid order is placed again for what it had left, at its level."""
+    def gone(self, cid: str, at: datetime, *, reason: str, filled: Decimal | None = None) -> Decision:
+        """An order the venue no longer has open: cancelled elsewhere, lost, withdrawn. `filled` is
+        what the venue says it executed, when known. A grid order is placed again, at its level, for
+        what it had left; the successor shares its book, so the counter-order covers both. Fills of
+        the gone order still on their way are booked when they come."""
         decision = Decision()
         self._in_flight.discard(cid)
         self._attempted.discard(cid)
         order = self._orders.get(cid)
         if order is None:
             return decision
-        self._finish(replace(order, status=OrderStatus.CANCELED, updated_at=at), decision, keep_level=True)
-        if order.level >= 0 and order.price is not None and order.remaining > 0 and self.halt is None:
-            share = order.remaining / order.amount
+        book = self._books[cid]
+        executed = max(book.amount_of(cid), filled or ZERO)
+        if executed >= order.amount:
+            self._no_withdraw.add(cid)  # it filled: its fills complete it when they come
+            return decision
+        retired = replace(order, status=OrderStatus.CANCELED, updated_at=at)
+        del self._orders[cid]
+        self._held.pop(cid, None)
+        self._retired[cid] = retired
+        decision.put(retired)
+        if order.level >= 0 and order.price is not None and self.halt is None:
+            remaining = order.amount - executed
             again = PlannedOrder(
                 order.level,
                 order.side,
                 order.price,
-                order.remaining,
-                (order.cost_basis * share).quantize(FEE_QUANTUM),
+                remaining,
+                (order.cost_basis * remaining / order.amount).quantize(FEE_QUANTUM),
             )
-            replacement = self._new_order(again, OrderStatus.PENDING, at, order.parent_client_order_id)
+            replacement = self._new_order(again, OrderStatus.PENDING, at, cid)
             self._orders[replacement.client_order_id] = replacement
-            self._books[replacement.client_order_id] = _Book()
+            self._books[replacement.client_order_id] = book
+            self._successor[cid] = replacement.client_order_id
             self._occupant[order.level] = replacement.client_order_id
             decision.add(replacement)
             decision.note(
-                "order gone from the venue; placing it again",
+                "order gone from the venue; placing what it had left again",
                 "warning",
                 order=cid,
                 replacement=replacement.client_order_id,
                 level=order.level,
+                amount=str(remaining),
                 reason=reason,
             )
         else:
@@ -479,10 +513,12 @@ class GridCore:
         holder = self._orders.get(cid)
         if holder is None:
             return decision  # it completed meanwhile: its fills freed the level
-        if filled is None or filled > 0 or self._books[cid].amount > 0:
-            self._no_withdraw.add(cid)  # its fills will free the level; do not ask again
-            decision.note("withdrawal not confirmed clean: the counter-order stays owed", order=cid)
+        if filled is None:
+            self._no_withdraw.add(cid)  # not open any more: its fills will free the level
+            decision.note("withdrawal found the order gone: the counter-order stays owed", order=cid)
             return decision
+        if filled > 0 or self._books[cid].amount > 0:
+            return self.gone(cid, at, reason="withdrawn after filling in part", filled=filled)
         queue = self._owed.get(holder.level, deque())
         owed_id = next((o for o in queue if self._orders[o].side is not holder.side), None)
         if owed_id is not None:
@@ -498,7 +534,7 @@ class GridCore:
         owed = self._orders.pop(owed_id)
         decision.put(replace(owed, status=OrderStatus.CANCELED, updated_at=at))
         planned = PlannedOrder(owed.level, owed.side, owed.price or ZERO, owed.amount, owed.cost_basis)
-        self._cross(holder, planned, owed_id, at, decision)
+        self._cross(holder, planned, owed_id, at, decision, self._owed_books.pop(owed_id, None))
 
     def _resolve_owed(self, at: datetime, decision: Decision) -> None:
         """An owed counter-order facing an order of the other side on its level: the two cancel
@@ -525,7 +561,7 @@ class GridCore:
 
     def unconfirmed_cancels(self) -> list[TrackedOrder]:
         """Cancels a halt asked for that the venue has not confirmed (e.g. an outage cut them)."""
-        return [self._closing[cid] for cid in sorted(self._unconfirmed)]
+        return [self._retired[cid] for cid in sorted(self._unconfirmed)]
 
     def deferred(self, cid: str) -> None:
         """A place command was not carried out (the venue went down before it): held again."""
@@ -552,7 +588,7 @@ class GridCore:
         decision = Decision()
         if order is None or order.exchange_order_id is None:
             return decision
-        missing = order.amount - self._books[cid].amount
+        missing = order.amount - self._books[cid].amount_of(cid)
         if missing <= 0:
             return decision
         fill = self._inferred(order, missing, price, at)
@@ -587,10 +623,10 @@ class GridCore:
 
     def _find(self, fill: Fill) -> TrackedOrder | None:
         cid = fill.client_order_id
-        for pool in (self._orders, self._provisional, self._closing):
+        for pool in (self._orders, self._provisional, self._retired):
             if cid in pool:
                 return pool[cid]
-        for pool in (self._orders, self._provisional, self._closing):
+        for pool in (self._orders, self._provisional, self._retired):
             for order in pool.values():
                 if order.exchange_order_id is not None and order.exchange_order_id == fill.order_id:
                     return order
@@ -615,13 +651,13 @@ class GridCore:
             replaced = book.inferred  # real trades replace inferred ones, never add to them
             for booked in replaced:
                 self._unbook(book, booked, decision)
-        if book.amount + fill.amount > order.amount:
+        if book.amount_of(cid) + fill.amount > order.amount:
             decision.note(
                 "fill past the order's amount ignored",
                 "error",
                 order=cid,
                 trade_id=fill.trade_id,
-                booked=str(book.amount),
+                booked=str(book.amount_of(cid)),
                 amount=str(order.amount),
             )
             for booked in replaced:  # keep the books whole: put the estimate back
@@ -630,7 +666,7 @@ class GridCore:
         booked = self._booked(order, fill)
         self._book(book, booked, decision)
         if replaced:
-            missing = order.amount - book.amount
+            missing = order.amount - book.amount_of(cid)
             if missing > 0 and order.status is OrderStatus.FILLED:
                 # Only some real trades are in: the estimate still stands for the rest.
                 self._book(
@@ -639,7 +675,7 @@ class GridCore:
                     decision,
                 )
             self._settle_replacement(order, before, book, decision)
-        filled = book.amount
+        filled = book.amount_of(cid)
         status = OrderStatus.FILLED if filled >= order.amount else OrderStatus.PARTIALLY_FILLED
         if order.status is OrderStatus.CANCELED:
             status = OrderStatus.FILLED if filled >= order.amount else OrderStatus.CANCELED
@@ -653,8 +689,12 @@ class GridCore:
         decision.put(changed)
         self._in_flight.discard(cid)
         self._attempted.discard(cid)
-        if cid in self._closing:
-            self._closing[cid] = changed
+        if cid in self._retired:
+            self._retired[cid] = changed
+            successor = self._successor.get(cid)
+            if order.side is Side.BUY and order.level >= 0 and (successor is None or book.countered):
+                # Base no order of the ladder will sell: carried into the next sell (or a stop's sale).
+                self._carry(booked, decision)
             return
         if cid in self._provisional:
             if not book.inferred:
@@ -713,6 +753,12 @@ class GridCore:
         self.position -= self._base_delta(booked.fill)
         self.fills_booked -= 1
 
+    def _carry(self, booked: BookedFill, decision: Decision) -> None:
+        fill = booked.fill
+        received = fill.amount - (fill.fee if fill.fee_asset == self.config.rules.base_asset else ZERO)
+        self.leftover = Leftover(self.leftover.base + received, self.leftover.cost + fill.quote_amount)
+        decision.leftover = self.leftover
+
     def _settle_replacement(self, order: TrackedOrder, was: _Book, book: _Book, decision: Decision) -> None:
         """A countered buy's counter-sell was sized on the estimate: what the real trades gave more
         (or less) goes to the carried crumb."""
@@ -766,7 +812,12 @@ class GridCore:
         self._occupy_or_owe(planned, at, cid, decision)
 
     def _occupy_or_owe(
-        self, planned: PlannedOrder, at: datetime, parent: str | None, decision: Decision
+        self,
+        planned: PlannedOrder,
+        at: datetime,
+        parent: str | None,
+        decision: Decision,
+        book: _Book | None = None,
     ) -> None:
         """Put an order on its level, or owe it when the level holds one. A level holding an order
         of the other side is a buy and a sell at one price, which cancel out: a held one is crossed
@@ -775,17 +826,19 @@ class GridCore:
         if holder_id is None:
             order = self._new_order(planned, OrderStatus.PENDING, at, parent)
             self._orders[order.client_order_id] = order
-            self._books[order.client_order_id] = _Book()
+            self._books[order.client_order_id] = book or _Book()
             self._occupant[planned.level] = order.client_order_id
             decision.add(order)
             return
         holder = self._orders[holder_id]
         crossable = holder.side is not planned.side and 0 < planned.level < len(self.config.levels) - 1
         if crossable and self._is_held(holder):
-            self._cross(holder, planned, parent, at, decision)
+            self._cross(holder, planned, parent, at, decision, book)
             return
         owed = self._new_order(planned, OrderStatus.OWED, at, parent)
         self._orders[owed.client_order_id] = owed
+        if book is not None:
+            self._owed_books[owed.client_order_id] = book
         self._owed.setdefault(planned.level, deque()).append(owed.client_order_id)
         decision.add(owed)
         decision.note(
@@ -810,26 +863,34 @@ class GridCore:
         parent: str | None,
         at: datetime,
         decision: Decision,
+        planned_book: _Book | None = None,
     ) -> None:
         """A buy and a sell at one level cancel out, with no trade: the sell's base moves one level
         up (same amount, same cost) and the buy moves one level down (same amount), as if both had
-        filled at the level's price. The ladder is then the one the grid rule gives."""
+        filled at the level's price. The ladder is then the one the grid rule gives. An order that
+        carries a predecessor's fills (see `gone`) takes its book along."""
         level = planned.level
+        holder_book = self._books.get(holder.client_order_id)
+        if holder_book is not None and not holder_book.fills:
+            holder_book = None
         self._finish(replace(holder, status=OrderStatus.CANCELED, updated_at=at), decision)
         moved_holder_parent = holder.client_order_id
         parents: tuple[str | None, str | None]
+        books: tuple[_Book | None, _Book | None]
         if holder.side is Side.SELL:
             sell = PlannedOrder(
                 level + 1, Side.SELL, self.config.levels[level + 1], holder.amount, holder.cost_basis
             )
             buy = PlannedOrder(level - 1, Side.BUY, self.config.levels[level - 1], planned.amount)
             parents = (moved_holder_parent, parent)
+            books = (holder_book, planned_book)
         else:
             sell = PlannedOrder(
                 level + 1, Side.SELL, self.config.levels[level + 1], planned.amount, planned.cost_basis
             )
             buy = PlannedOrder(level - 1, Side.BUY, self.config.levels[level - 1], holder.amount)
             parents = (parent, moved_holder_parent)
+            books = (planned_book, holder_book)
         decision.note(
             "a buy and a sell at one level cancel out: crossed",
             level=level,
@@ -837,8 +898,8 @@ class GridCore:
             sell_to=level + 1,
             buy_to=level - 1,
         )
-        self._occupy_or_owe(sell, at, parents[0], decision)
-        self._occupy_or_owe(buy, at, parents[1], decision)
+        self._occupy_or_owe(sell, at, parents[0], decision, books[0])
+        self._occupy_or_owe(buy, at, parents[1], decision, books[1])
 
     def _finish(self, order: TrackedOrder, decision: Decision, *, keep_level: bool = False) -> None:
         """An order leaves the ladder without completing (refused, gone)."""
@@ -862,7 +923,7 @@ class GridCore:
             del self._owed[level]
         owed = replace(self._orders[owed_id], status=OrderStatus.PENDING, updated_at=at)
         self._orders[owed_id] = owed
-        self._books[owed_id] = _Book()
+        self._books[owed_id] = self._owed_books.pop(owed_id) if owed_id in self._owed_books else _Book()
         self._occupant[level] = owed_id
         decision.put(owed)
         decision.note("owed counter-order goes out: its level is free", order=owed_id, level=level)
@@ -995,7 +1056,7 @@ class GridCore:
             self._orders.pop(cid)
             decision.put(cancelled)
             if self.may_be_on_venue(order):
-                self._closing[cid] = cancelled
+                self._retired[cid] = cancelled
                 self._unconfirmed.add(cid)
                 decision.commands.append(CancelOrder(order))
             else:
@@ -1009,9 +1070,11 @@ class GridCore:
         it cost, floored to the step (what a stop's market sale sells)."""
         base = self.leftover.base
         cost = self.leftover.cost
-        for order in self._closing.values():
-            if order.side is Side.SELL and order.amount > 0:
-                remaining = order.amount - self._books.get(order.client_order_id, _Book()).amount
+        for order in self._retired.values():
+            if order.side is Side.SELL and order.amount > 0 and order.client_order_id not in self._successor:
+                remaining = order.amount - self._books.get(order.client_order_id, _Book()).amount_of(
+                    order.client_order_id
+                )
                 base += remaining
                 cost += order.cost_basis * remaining / order.amount
         amount = self.config.rules.floor_amount(base)

@@ -16,6 +16,7 @@ import os
 from collections import Counter
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -244,3 +245,10 @@ BotStory.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_the_grid_bot_keeps_its_promises = BotStory.TestCase
+
+
+@pytest.mark.slow
+class TestManyMoreStories(BotStory.TestCase):  # type: ignore[name-defined,misc]
+    """The same promises over many more stories: CI's slow run (make test-slow)."""
+
+    settings = settings(BotStory.TestCase.settings, max_examples=800)

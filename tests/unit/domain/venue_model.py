@@ -68,13 +68,17 @@ class ModelVenue:
                 self._fill(order, order.price, maker=True)
         self.price = price
 
-    def fill_part(self, client_order_id: str, share: Decimal) -> None:
-        """A resting order fills in part at its own price (the price touched it, thin liquidity)."""
+    def touch(self, client_order_id: str, share: Decimal) -> None:
+        """The price walks up to a resting order and just touches it: thin liquidity fills it in
+        part at its own price (what the walk passed on the way fills as usual)."""
         order = self.orders[client_order_id]
         assert order.price is not None and order.status is OrderStatus.OPEN
+        tick = self.rules.tick_size
+        self.move_to(order.price + tick if order.side is Side.BUY else order.price - tick)
         part = self.rules.floor_amount((order.amount - order.filled) * share)
-        if part > 0:
+        if part > 0 and order.status is OrderStatus.OPEN:
             self._fill(order, order.price, maker=True, amount=part)
+        self.price = order.price
 
     def _fill(self, order: VenueOrder, price: Decimal, *, maker: bool, amount: Decimal | None = None) -> None:
         amount = order.amount - order.filled if amount is None else amount
