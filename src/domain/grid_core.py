@@ -989,10 +989,13 @@ class GridCore:
             self.market_state = state
 
     def _release(self, at: datetime, decision: Decision) -> None:
-        """Send held orders that the rules now allow, nearest the market first."""
+        """Send held orders that the rules now allow, nearest the market first. Nothing goes out
+        while the venue is not answering, not even a look-up of an order sent before."""
         if self.halt is not None:
             return
         self._resolve_owed(at, decision)
+        if self.market_state is MarketState.MAINTENANCE:
+            return
         held = [
             o
             for o in self._orders.values()

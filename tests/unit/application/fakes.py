@@ -215,6 +215,8 @@ class FakeVenue:
         # With hold_news, fills wait in `undelivered` until the test delivers them (late, batched,
         # reordered, twice) with deliver().
         self.hold_news = False
+        self.trades_page_size = 0  # >0: fetch_my_trades returns at most this many (Binance: 1000)
+        self.trade_pages_served = 0
         self.undelivered: list[Fill] = []
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
@@ -297,7 +299,9 @@ class FakeVenue:
 
     async def fetch_my_trades(self, symbol: str, since_trade_id: str | None = None) -> Sequence[Fill]:
         since = int(since_trade_id) if since_trade_id else 0
-        return [t for t in self._queryable_trades() if int(t.trade_id) > since]
+        newer = [t for t in self._queryable_trades() if int(t.trade_id) > since]
+        self.trade_pages_served += 1
+        return newer[: self.trades_page_size] if self.trades_page_size else newer
 
     async def fetch_order_trades(self, symbol: str, order_id: str) -> Sequence[Fill]:
         return [t for t in self._queryable_trades() if t.order_id == order_id]
