@@ -638,6 +638,8 @@ class GridCore:
             decision.note("fill of no active order of this grid ignored", "debug", trade_id=fill.trade_id)
             return
         cid = order.client_order_id
+        if fill.client_order_id != cid:  # found by the venue's order id: it is this order's trade
+            fill = replace(fill, client_order_id=cid)
         book = self._books.setdefault(cid, _Book())
         if book.has(fill.trade_id):
             decision.note("trade already booked", "debug", trade_id=fill.trade_id, order=cid)
@@ -711,7 +713,7 @@ class GridCore:
             level=order.level,
             price=str(fill.price),
             amount=str(fill.amount),
-            fee=f"{fill.fee} {fill.fee_asset}",
+            fee=f"{fill.fee:f} {fill.fee_asset}",
             realized_pnl=booked.realized_pnl,
             total_realized_pnl=self.realized,
             inferred=fill.is_inferred,
@@ -850,10 +852,15 @@ class GridCore:
         )
 
     def _is_held(self, order: TrackedOrder) -> bool:
-        """Booked but certainly not on the venue: never sent, not being sent."""
+        """Booked but certainly not on the venue (never sent, not being sent), and not held back
+        by a risk rule: a buy the market state keeps back is not crossed, or every counter-sell of
+        a falling market would climb the ladder through the held buys. It waits, owed, instead."""
         cid = order.client_order_id
         return (
-            order.status is OrderStatus.PENDING and cid not in self._attempted and cid not in self._in_flight
+            order.status is OrderStatus.PENDING
+            and cid not in self._attempted
+            and cid not in self._in_flight
+            and cid not in self._held
         )
 
     def _cross(
@@ -870,9 +877,8 @@ class GridCore:
         filled at the level's price. The ladder is then the one the grid rule gives. An order that
         carries a predecessor's fills (see `gone`) takes its book along."""
         level = planned.level
+        # Taken along even while empty: a predecessor's fills may still be on their way to it.
         holder_book = self._books.get(holder.client_order_id)
-        if holder_book is not None and not holder_book.fills:
-            holder_book = None
         self._finish(replace(holder, status=OrderStatus.CANCELED, updated_at=at), decision)
         moved_holder_parent = holder.client_order_id
         parents: tuple[str | None, str | None]

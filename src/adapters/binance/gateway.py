@@ -320,7 +320,7 @@ class BinanceGateway:
                     log.warning("binance.order.outcome_unknown", client_order_id=cid, error=str(error))
                 raise
             order = self._order_from(request.symbol, result)
-            log.info(
+            log.debug(  # the grid logs "order placed" with its level; this is the wire's view
                 "binance.order.placed",
                 client_order_id=cid,
                 order_id=order.order_id,

@@ -47,7 +47,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
             raise TypeError(f"money columns take a Decimal, got {type(value).__name__} {value!r}")
         if not value.is_finite():
             raise ValueError(f"money columns take a finite Decimal, got {value}")
-        text = str(value)
+        text = f"{value:f}"  # exact, and readable in the database: 0.00000083, not 8.3E-7
         if len(text) > _MONEY_MAX_CHARS:
             raise ValueError(f"Decimal {text} is longer than {_MONEY_MAX_CHARS} characters")
         return text
