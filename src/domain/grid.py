@@ -276,6 +276,12 @@ class Leftover:
     0.000001 BTC), so a sell of what was received, floored to the step, leaves a crumb behind.
     Dropping the crumb would strand its cost and slowly eat the budget; instead it is carried
     into the next sell, which sells it as soon as crumbs add up to a step.
+
+    The crumb is a lot of its own, with its own unit cost: a sell takes from it only the base its
+    buy is short of a step (at most that buy's fee), at the crumb's unit cost, and a buy whose
+    received base is more than the step allows adds the surplus at the buy's unit cost. So with a
+    whole-unit step, where the crumb can be most of a unit bought elsewhere (e.g. at start), its
+    price reaches a cycle only through the base it actually tops the sell up with.
     """
 
     base: Decimal = ZERO
@@ -302,9 +308,11 @@ def counter_order_carrying(
     leftover base it carries on.
 
     A filled buy places a sell one level up for the base actually received (amount minus a base
-    fee) plus the carried leftover, down to the step; its cost basis is the matching share of
-    what that base cost, and the rest is carried on. A filled sell places a buy one level down
-    for the grid quantity and leaves the leftover as it was. None at the ends of the ladder.
+    fee) plus the carried leftover, down to the step. The sell sells the buy's own base first, at
+    what the buy paid for it, and takes from the leftover only what tops it up to the step, at the
+    leftover's unit cost; base received beyond the step joins the leftover at the buy's unit cost.
+    A filled sell places a buy one level down for the grid quantity and leaves the leftover as it
+    was. None at the ends of the ladder.
     """
     if filled_side is Side.BUY:
         received = filled_amount - fee if fee_asset_is_base else filled_amount
@@ -314,7 +322,11 @@ def counter_order_carrying(
         amount = rules.floor_amount(pool)
         if target >= len(levels) or amount <= 0:
             return None, Leftover(pool, pool_cost)
-        cost = (pool_cost * amount / pool).quantize(FEE_QUANTUM)
+        if amount <= received:
+            exact_cost = filled_quote * amount / received
+        else:  # topped up from the leftover (amount - received <= carried.base, so carried.base > 0)
+            exact_cost = filled_quote + carried.cost * (amount - received) / carried.base
+        cost = exact_cost.quantize(FEE_QUANTUM)
         return PlannedOrder(target, Side.SELL, levels[target], amount, cost), Leftover(
             pool - amount, pool_cost - cost
         )

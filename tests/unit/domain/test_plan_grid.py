@@ -149,6 +149,19 @@ def test_at_the_bounds_the_grid_is_all_buys_or_all_sells() -> None:
     assert bottom.base_to_buy * D("90000") <= D("1000")
 
 
+def test_a_whole_unit_step_grid_with_levels_one_tick_apart_is_planned() -> None:
+    """BNB-like: tick and step 1, so 396 and 397 are adjacent levels (0.25% apart, over the 0.2% round
+    trip) and a buy of 4 BNB receives 3.996. Every cycle still earns: the sell at 397 of the buy at
+    396 sells its 3.996 plus 0.004 from the leftover. Nothing here for the planner to refuse."""
+    rules = MarketRules("BNB/USDT", "BNB", "USDT", D("1"), D("1"), min_qty=D("1"), min_notional=D("5"))
+    params = GridParams(D("394"), D("425"), 19, Spacing.ARITHMETIC, D("32300"))
+    p = plan_grid(params, rules, D("398"), maker_fee=MAKER_FEE, taker_fee=TAKER_FEE).unwrap()
+    assert p.levels[:4] == (D("394"), D("396"), D("397"), D("399"))
+    assert (p.quantity, p.empty_level, p.base_to_buy) == (D("4"), 2, D("65"))
+    own_base_profit = fee_after(D("397") * fee_after(D("4"), MAKER_FEE), MAKER_FEE) - D("396") * D("4")
+    assert own_base_profit > 0
+
+
 def test_rounding_up_the_start_purchase_does_not_overspend() -> None:
     """Regression: 1000 USDT used to plan 0.00103 BTC per level and spend 1000.10 USDT."""
     rules = btc_usdt_rules()
