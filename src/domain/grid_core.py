@@ -296,16 +296,21 @@ class GridCore:
         return client_order_id(self.config.run_id, level, seq)
 
     def _new_order(
-        self, planned: PlannedOrder, status: OrderStatus, at: datetime, parent: str | None
+        self,
+        planned: PlannedOrder,
+        status: OrderStatus,
+        at: datetime,
+        parent: str | None,
+        order_type: OrderType = OrderType.LIMIT,
     ) -> TrackedOrder:
         return TrackedOrder(
             run_id=self.config.run_id,
             client_order_id=self._next_id(planned.level),
             symbol=self.config.symbol,
             side=planned.side,
-            type=OrderType.LIMIT,
+            type=order_type,
             amount=planned.amount,
-            price=planned.price,
+            price=planned.price if order_type is OrderType.LIMIT else None,
             level=planned.level,
             status=status,
             created_at=at,
@@ -329,20 +334,8 @@ class GridCore:
 
     def market_order(self, side: Side, amount: Decimal, at: datetime, cost_basis: Decimal = ZERO) -> Decision:
         """An order at market outside the ladder (the start's purchase, a stop's sale)."""
-        order = TrackedOrder(
-            run_id=self.config.run_id,
-            client_order_id=self._next_id(MARKET_LEVEL),
-            symbol=self.config.symbol,
-            side=side,
-            type=OrderType.MARKET,
-            amount=amount,
-            price=None,
-            level=MARKET_LEVEL,
-            status=OrderStatus.PENDING,
-            created_at=at,
-            updated_at=at,
-            cost_basis=cost_basis,
-        )
+        planned = PlannedOrder(MARKET_LEVEL, side, ZERO, amount, cost_basis)
+        order = self._new_order(planned, OrderStatus.PENDING, at, None, OrderType.MARKET)
         self._orders[order.client_order_id] = order
         self._books[order.client_order_id] = _Book()
         self._in_flight.add(order.client_order_id)
