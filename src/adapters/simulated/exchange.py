@@ -15,6 +15,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -167,6 +168,7 @@ class SimulatedExchange:
         self._subscribers_changed: asyncio.Future[None] | None = None
         self._running = False
         self._steps = 0
+        self._market_time: datetime | None = None
 
     # -- control -----------------------------------------------------------------------------
     @property
@@ -193,7 +195,8 @@ class SimulatedExchange:
                     await self._pace(point)
                     if self._closed:
                         break
-                now = self._clock.now()
+                self._market_time = point.timestamp
+                now = self._now()
                 fills = self.engine.move_to(point.price, now, gap=point.gap)
                 await self._publish_step(fills, self.engine.ticker(now))
                 self._steps += 1
@@ -202,6 +205,12 @@ class SimulatedExchange:
             self._running = False
             self.close()
             log.info("simulated exchange stopped", steps=self._steps, last_price=str(self.engine.last_price))
+
+    def _now(self) -> datetime:
+        """The venue's time is market time: the current price point's own timestamp (wall-clock
+        time before the first point). Tickers, orders and fills all carry it, so the bot's
+        time-based rules (the market-state window) run on market time whatever the pacing."""
+        return self._market_time if self._market_time is not None else self._clock.now()
 
     async def wait_ready(self) -> None:
         """Return once the first price is published (or the exchange closed): start `run()` as a
@@ -243,7 +252,7 @@ class SimulatedExchange:
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
         await self._enter(symbol)
-        return self.engine.ticker(self._clock.now())
+        return self.engine.ticker(self._now())
 
     async def fetch_balances(self) -> Mapping[str, Balance]:
         await self._enter(None)
@@ -251,13 +260,13 @@ class SimulatedExchange:
 
     async def place_order(self, request: OrderRequest) -> Order:
         await self._enter(request.symbol)
-        order, fills = self.engine.place(request, self._clock.now())
+        order, fills = self.engine.place(request, self._now())
         self._push(self._fill_channels, fills)
         return order
 
     async def cancel_order(self, symbol: str, order_id: str) -> Order:
         await self._enter(symbol)
-        return self.engine.cancel(self._clock.now(), order_id=order_id)
+        return self.engine.cancel(self._now(), order_id=order_id)
 
     async def fetch_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None

@@ -233,12 +233,18 @@ async def test_two_runs_with_the_same_seed_give_identical_fills() -> None:
     assert [(f.price, f.timestamp) for f in other_fills] != [(f.price, f.timestamp) for f in first_fills]
 
 
-async def test_step_interval_paces_the_path_on_the_clock() -> None:
-    exchange = exchange_over(ListSource("30000", "30001", "30002"), step_interval=2.5, min_subscribers=1)
+async def test_step_interval_paces_the_path_on_the_clock_and_tickers_carry_market_time() -> None:
+    clock = SimulatedClock(T0)
+    exchange = exchange_over(
+        ListSource("30000", "30001", "30002"), clock=clock, step_interval=2.5, min_subscribers=1
+    )
     driver = await start(exchange)
     tickers: list[object] = []
     await asyncio.gather(driver, drain(exchange.tickers(SYMBOL), tickers))
-    assert [t.timestamp for t in tickers] == [at(2.5), at(5)]  # type: ignore[attr-defined]
+    assert clock.now() == at(5)  # two steps of 2.5 s on the clock
+    # The venue lives in market time: each ticker carries its price point's own timestamp, so the
+    # bot's market-state window measures the market, not how fast the path is replayed.
+    assert [t.timestamp for t in tickers] == [at(1), at(2)]  # type: ignore[attr-defined]
 
 
 # -- gateway -------------------------------------------------------------------------------------
