@@ -12,6 +12,7 @@ buys at 100 and 110, sells at 130 and 140 carrying 11.5 USDT of cost each.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -31,13 +32,14 @@ from domain.models import (
     ZERO,
     BookedFill,
     Fill,
+    OrderRequest,
     OrderStatus,
     OrderType,
     Side,
     Ticker,
     TrackedOrder,
 )
-from domain.risk import MarketState, RiskLimits
+from domain.risk import MarketState, MarketStateThresholds, RiskLimits, StopDecision
 
 from .factories import MAKER_FEE, TAKER_FEE, btc_usdt_rules
 
@@ -50,6 +52,50 @@ SELL_COST = Decimal("11.5")  # what the 0.1 BTC each starting sell carries cost
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 D = Decimal
 CENT = D("0.01")  # a tight spread
+# The log lines the core asks for: the shell logs each note as log.<severity>(event, **fields);
+# operators alert on the severities and the e2e tests wait on the events and read their fields.
+NOTES: dict[str, tuple[str, set[str]]] = {
+    "order placed": ("info", {"order", "side", "level", "price", "amount"}),
+    "fill": (
+        "info",
+        {
+            "order",
+            "side",
+            "level",
+            "price",
+            "amount",
+            "fee",
+            "realized_pnl",
+            "total_realized_pnl",
+            "inferred",
+        },
+    ),
+    "order held": ("info", {"order", "level", "rule", "reason"}),
+    "order refused by a risk rule": ("error", {"order", "rule", "reason"}),
+    "venue refused the order": ("error", {"order", "level", "reason"}),
+    "order not sent; will retry": ("warning", {"order", "reason"}),
+    "market state changed": ("warning", {"previous", "state", "price"}),
+    "counter-order owed: its level still holds an order": ("info", {"order", "level", "side", "holder"}),
+    "owed counter-order goes out: its level is free": ("info", {"order", "level"}),
+    "withdrawing an order to cross it with an owed counter-order": ("info", {"order"}),
+    "withdrawal found the order gone: the counter-order stays owed": ("info", {"order"}),
+    "a buy and a sell at one level cancel out: crossed": (
+        "info",
+        {"level", "withdrawn", "sell_to", "buy_to"},
+    ),
+    "order gone from the venue; placing what it had left again": (
+        "warning",
+        {"order", "replacement", "level", "amount", "reason"},
+    ),
+    "order filled while away; its trades are missing: inferring": ("warning", {"order"}),
+    "fill of no active order of this grid ignored": ("debug", {"trade_id"}),
+    "trade already booked": ("debug", {"trade_id", "order"}),
+    "fill of an order never sent ignored": ("error", {"order", "trade_id"}),
+    "fill past the order's amount ignored": ("error", {"order", "trade_id", "booked", "amount"}),
+    "no counter-order at the end of the ladder": ("info", {"level", "side"}),
+    "halted: no counter-order": ("info", {"level"}),
+    "risk stop: halting the grid": ("warning", {"reason"}),
+}
 BUY, SELL = Side.BUY, Side.SELL
 
 
@@ -102,6 +148,7 @@ class Desk:
         self.orders: dict[str, TrackedOrder] = {}
         self.fills: dict[str, BookedFill] = {}
         self.every_order: dict[str, TrackedOrder] = {}
+        self.notes: list[Note] = []
         self._trade_ids = itertools.count(1)
         self.core.observe(self.ticker(START))
 
@@ -115,14 +162,27 @@ class Desk:
 
     # ------------------------------------------------------------------ the shell's part
     def book(self, decision: Decision) -> Decision:
-        """Persist a decision as the shell does: retracted fills out, new fills in, orders put."""
+        """Persist a decision as the shell does: retracted fills out, new fills in, orders put.
+        What it books is of this run and stamped with the event's time (every event here happens
+        at `now`), and every note names a log method the shell can call."""
+        for note in decision.notes:
+            assert note.event in NOTES, note
+            assert (note.severity, set(note.fields)) == NOTES[note.event], note
+            assert all(v is not None and v != "None" for v in note.fields.values()), note
+            self.notes.append(note)
         for trade_id in decision.retracted:
             assert trade_id in self.fills, f"retracted {trade_id}, never booked"
             del self.fills[trade_id]
         for booked in decision.fills:
             assert booked.fill.trade_id not in self.fills, f"{booked.fill.trade_id} booked twice"
+            assert booked.run_id == RUN_ID
+            if booked.fill.is_inferred and booked.fill.trade_id not in decision.retracted:  # a new estimate
+                assert (booked.fill.timestamp, booked.fill.symbol) == (self.now, RULES.symbol)
             self.fills[booked.fill.trade_id] = booked
+        for order in decision.added.values():
+            assert order.created_at == self.now, order
         for order in [*decision.added.values(), *decision.updated.values()]:
+            assert (order.run_id, order.symbol, order.updated_at) == (RUN_ID, RULES.symbol, self.now), order
             self.orders[order.client_order_id] = order
             self.every_order[order.client_order_id] = order
         return decision
@@ -266,6 +326,39 @@ def test_a_ticker_with_nothing_held_places_nothing(desk: Desk) -> None:
     assert not decision.needs_booking
 
 
+def test_a_place_command_sends_the_order_as_booked(desk: Desk) -> None:
+    order = desk.orders[cid(1)]
+    assert PlaceOrder(order).request() == OrderRequest(
+        RULES.symbol, BUY, OrderType.LIMIT, Q, cid(1), D("110")
+    )
+
+
+def test_only_a_booked_pending_order_is_still_wanted_on_the_venue(desk: Desk) -> None:
+    desk.book(desk.core.gone(cid(1), desk.tick(), reason="lost"))
+    assert desk.core.wants_placed(cid(1, 1))
+    assert not desk.core.wants_placed(cid(0))  # open already
+    assert not desk.core.wants_placed(cid(1))  # gone
+    assert not desk.core.wants_placed("gb-nobody")
+
+
+def test_an_order_reported_open_again_keeps_its_partial_fill(desk: Desk) -> None:
+    desk.fill(cid(1), D("0.04"))
+    again = desk.book(desk.core.accepted(cid(1), "x", OrderStatus.OPEN, desk.tick()))  # a reconciliation
+    assert again.updated[cid(1)].status is OrderStatus.PARTIALLY_FILLED
+    assert again.updated[cid(1)].filled == D("0.04")
+
+
+def test_a_fill_before_the_acceptance_gives_the_order_its_venue_id() -> None:
+    desk = Desk()
+    desk.book(desk.core.lay(ladder(), desk.now))
+    early = Fill(
+        "5", "v-77", cid(1), RULES.symbol, BUY, D("110"), D("0.04"), D("0.00004"), "BTC", desk.tick()
+    )
+    decision = desk.deliver(early)
+    assert decision.updated[cid(1)].exchange_order_id == "v-77"
+    assert decision.updated[cid(1)].status is OrderStatus.PARTIALLY_FILLED
+
+
 # ================================================================================ fills and counters
 def test_a_filled_buy_places_a_sell_one_level_up_for_the_base_received(desk: Desk) -> None:
     decision = desk.fill(cid(1))
@@ -326,6 +419,14 @@ def test_a_buy_filled_in_parts_is_countered_once_it_completes(desk: Desk) -> Non
     assert 1 not in desk.grid()
 
 
+def test_a_buy_whose_fee_is_paid_in_another_asset_sells_all_it_bought(desk: Desk) -> None:
+    bnb = desk.trade(cid(1))
+    decision = desk.deliver(replace(bnb, fee=D("0.0005"), fee_asset="BNB"))
+    assert decision.added[cid(2)].amount == Q
+    assert desk.core.position == Q
+    desk.assert_books_match()
+
+
 # ================================================================================ rule 1: each trade once, venue order
 def test_a_trade_delivered_twice_in_one_batch_is_booked_once(desk: Desk) -> None:
     fill = desk.trade(cid(1), D("0.04"))
@@ -384,6 +485,14 @@ def test_venue_order_is_trade_time_then_trade_id() -> None:
     c = desk.trade(cid(1), trade_id="11", at=at)
     inferred = desk.trade(cid(1), trade_id="inferred-x-0", at=at)
     assert sorted([b, c, a, inferred], key=venue_order_key) == [inferred, a, c, b]
+
+
+def test_a_trade_id_that_is_not_a_number_sorts_before_numbered_ones_at_the_same_time() -> None:
+    desk = Desk()
+    desk.start()
+    zero = desk.trade(cid(1), trade_id="0", at=desk.now)
+    text = desk.trade(cid(1), trade_id="inferred-x-0", at=desk.now)
+    assert sorted([zero, text], key=venue_order_key) == [text, zero]
 
 
 # ================================================================================ rule 2: never past the amount
@@ -490,6 +599,26 @@ def test_a_fill_of_an_owed_order_is_ignored() -> None:
     assert desk.owed() == [(3, SELL)]
 
 
+def test_owed_counter_orders_at_one_level_go_out_one_by_one() -> None:
+    desk = _desk_with_a_buy_under_each_sell()
+    desk.fill(cid(2))  # owes a sell to 130
+    desk.book(desk.core.lay([PlannedOrder(3, SELL, LEVELS[3], Q, SELL_COST)], desk.now))  # and another
+    assert desk.owed() == [(3, SELL), (3, SELL)]
+    first = desk.answer(desk.fill(cid(3)))
+    assert placed(first) == [cid(2, 1), cid(3, 1)]  # the sell's own counter-buy, and the oldest owed
+    assert desk.owed() == [(3, SELL)]
+    second = desk.fill(cid(3, 1))
+    assert cid(3, 2) in placed(second)
+    assert desk.owed() == [(2, BUY)]  # the filled sell's counter-buy waits behind the buy at 120
+
+
+def test_an_owed_order_at_one_level_does_not_stop_a_withdrawal_at_another() -> None:
+    desk = _desk_with_a_buy_under_each_sell()
+    desk.fill(cid(2))  # owes a sell to 130, behind a sell: nothing to withdraw there
+    decision = desk.fill(cid(0))  # owes a sell to 110, facing a buy: withdrawn
+    assert cancels(decision) == [cid(1)]
+
+
 # ================================================================================ crossing
 def _desk_in_maintenance_with_a_held_buy_at_110(desk: Desk) -> None:
     desk.book(desk.core.venue_unavailable(desk.tick()))
@@ -508,8 +637,8 @@ def test_a_held_order_of_the_other_side_is_crossed_at_once(desk: Desk) -> None:
     # The sell moves up to 120 with the counter's amount and cost, the buy down to 100.
     sell = next(o for o in desk.core.grid_orders() if o.level == 2)
     buy = next(o for o in desk.core.grid_orders() if o.level == 0)
-    assert (sell.side, sell.amount, sell.cost_basis) == (SELL, D("0.0999"), D("10.00"))
-    assert (buy.side, buy.amount) == (BUY, Q)
+    assert (sell.side, sell.price, sell.amount, sell.cost_basis) == (SELL, D("120"), D("0.0999"), D("10.00"))
+    assert (buy.side, buy.price, buy.amount) == (BUY, D("100"), Q)
     assert sell.parent_client_order_id == cid(0)
     assert buy.parent_client_order_id == held_buy
     assert 1 not in desk.grid()
@@ -529,9 +658,9 @@ def test_a_held_sell_crossed_by_a_counter_buy_moves_up_with_its_own_cost() -> No
     assert decision.updated[cid(3, 1)].status is OrderStatus.CANCELED
     sell = next(o for o in desk.core.grid_orders() if o.level == 4)
     buy = next(o for o in desk.core.grid_orders() if o.level == 2)
-    assert (sell.side, sell.amount, sell.cost_basis) == (SELL, Q, SELL_COST)
+    assert (sell.side, sell.price, sell.amount, sell.cost_basis) == (SELL, D("140"), Q, SELL_COST)
     assert sell.parent_client_order_id == cid(3, 1)
-    assert (buy.side, buy.amount, buy.parent_client_order_id) == (BUY, Q, cid(4))
+    assert (buy.side, buy.price, buy.amount, buy.parent_client_order_id) == (BUY, D("120"), Q, cid(4))
 
 
 def test_a_live_order_of_the_other_side_is_withdrawn_and_crossed_after_a_clean_cancel(desk: Desk) -> None:
@@ -544,6 +673,15 @@ def test_a_live_order_of_the_other_side_is_withdrawn_and_crossed_after_a_clean_c
     crossed = desk.accept(desk.core.cancelled(cid(1), ZERO, desk.tick()))
     assert crossed.updated[cid(1)].status is OrderStatus.CANCELED
     assert crossed.updated[cid(1, 1)].status is OrderStatus.CANCELED  # the owed sell is used up
+    assert set(crossed.added) == {cid(2), cid(0, 1)}  # crossed as it is: no successor
+    sell, buy = crossed.added[cid(2)], crossed.added[cid(0, 1)]
+    assert (sell.price, sell.amount, sell.cost_basis, sell.parent_client_order_id) == (
+        D("120"),
+        D("0.0999"),
+        D("10.00"),
+        cid(1, 1),
+    )
+    assert (buy.price, buy.amount, buy.parent_client_order_id) == (D("100"), Q, cid(1))
     assert desk.owed() == []
     assert desk.grid() == {
         0: (BUY, OrderStatus.OPEN),
@@ -556,7 +694,7 @@ def test_a_live_order_of_the_other_side_is_withdrawn_and_crossed_after_a_clean_c
 
 def test_a_withdrawal_that_finds_the_order_no_longer_open_is_not_crossed(desk: Desk) -> None:
     desk.fill(cid(0))
-    decision = desk.core.cancelled(cid(1), None, desk.tick())
+    decision = desk.book(desk.core.cancelled(cid(1), None, desk.tick()))
     assert decision.commands == []
     assert not decision.needs_booking
     assert desk.owed() == [(1, SELL)]
@@ -609,7 +747,7 @@ def test_a_late_fill_of_a_withdrawn_order_after_its_remainder_completed_is_carri
 
 
 def test_a_cancel_outcome_of_an_order_not_being_withdrawn_decides_nothing(desk: Desk) -> None:
-    decision = desk.core.cancelled(cid(1), ZERO, desk.tick())
+    decision = desk.book(desk.core.cancelled(cid(1), ZERO, desk.tick()))
     assert decision.commands == [] and not decision.needs_booking
     assert desk.grid()[1] == (BUY, OrderStatus.OPEN)
 
@@ -618,8 +756,138 @@ def test_an_order_that_completes_while_withdrawn_frees_its_level(desk: Desk) -> 
     desk.fill(cid(0))
     done = desk.fill(cid(1))  # filled before the cancel reached it
     assert cid(1, 1) in placed(done)
-    late = desk.core.cancelled(cid(1), None, desk.tick())
+    late = desk.book(desk.core.cancelled(cid(1), None, desk.tick()))
     assert late.commands == [] and not late.needs_booking
+
+
+def test_an_owed_buy_one_level_under_the_top_withdraws_the_sell_there(desk: Desk) -> None:
+    decision = desk.fill(cid(4))  # its buy is owed to 130, where a sell rests
+    assert desk.owed() == [(3, BUY)]
+    assert cancels(decision) == [cid(3)]
+    crossed = desk.accept(desk.core.cancelled(cid(3), ZERO, desk.tick()))
+    sell, buy = crossed.added[cid(4, 1)], crossed.added[cid(2)]
+    assert (sell.price, sell.amount, sell.cost_basis, sell.parent_client_order_id) == (
+        D("140"),
+        Q,
+        SELL_COST,
+        cid(3),
+    )
+    assert (buy.price, buy.amount, buy.parent_client_order_id) == (D("120"), Q, cid(3, 1))
+
+
+def test_an_owed_order_at_an_end_does_not_stop_a_withdrawal_further_in(desk: Desk) -> None:
+    end = desk.book(desk.core.lay([PlannedOrder(0, SELL, LEVELS[0], Q, SELL_COST)], desk.now))
+    assert desk.owed() == [(0, SELL)]
+    assert cancels(end) == []  # the bottom: nothing to cross with
+    inner = desk.book(desk.core.lay([PlannedOrder(1, SELL, LEVELS[1], Q, SELL_COST)], desk.now))
+    assert cancels(inner) == [cid(1)]
+
+
+def test_a_second_counter_owed_to_a_crossed_level_takes_the_level() -> None:
+    desk = Desk()
+    desk.start()
+    desk.fill(cid(0))  # owes a sell to 110, withdraws the buy there
+    desk.book(desk.core.lay([PlannedOrder(1, SELL, LEVELS[1], Q, SELL_COST)], desk.now))  # owed behind it
+    assert desk.owed() == [(1, SELL), (1, SELL)]
+    crossed = desk.book(desk.core.cancelled(cid(1), ZERO, desk.tick()))
+    assert placed(crossed) == [cid(2), cid(1, 2), cid(0, 1)]
+    assert desk.owed() == []
+    assert desk.grid()[1] == (SELL, OrderStatus.PENDING)
+
+
+def test_a_counter_sell_at_the_top_facing_a_held_buy_is_owed_not_crossed() -> None:
+    desk = Desk()
+    desk.accept(
+        desk.core.lay([PlannedOrder(3, BUY, LEVELS[3], Q), PlannedOrder(4, BUY, LEVELS[4], Q)], desk.now)
+    )
+    desk.book(desk.core.venue_unavailable(desk.tick()))
+    desk.book(desk.core.gone(cid(4), desk.tick(), reason="lost"))  # held again at 140
+    decision = desk.fill(cid(3))
+    assert decision.added[cid(4, 2)].status is OrderStatus.OWED
+    assert desk.owed() == [(4, SELL)]
+    assert desk.grid()[4] == (BUY, OrderStatus.PENDING)
+
+
+def test_an_order_held_by_a_risk_rule_is_not_crossed_but_one_never_sent_is() -> None:
+    """A buy the panic holds waits, and the counter-sell is owed behind it; a buy whose send was
+    put off (the venue went down before it) was never sent, so it is crossed at once."""
+    desk = Desk()
+    desk.on_ticker(START, spread=D("1"))  # panic: buys held
+    desk.accept(desk.core.lay(ladder(), desk.now))
+    desk.book(desk.core.lay([PlannedOrder(1, SELL, LEVELS[1], Q, SELL_COST)], desk.now))
+    assert desk.owed() == [(1, SELL)]  # the buy at 110 is held by the panic: not crossed
+    desk.tick(1000)
+    calm = desk.book(desk.core.on_ticker(desk.ticker(D("104"))))
+    assert placed(calm) == [cid(0), cid(1)]
+    desk.book(desk.core.accepted(cid(0), "x0", OrderStatus.OPEN, desk.now))
+    desk.core.deferred(cid(1))  # its send was put off: never sent
+    crossed = desk.fill(cid(0), price=D("100"))
+    assert crossed.updated[cid(1)].status is OrderStatus.CANCELED
+    assert cancels(crossed) == []
+
+
+def _a_buy_at_110_withdrawn_after_filling_0_03(desk: Desk) -> Decision:
+    """A sell is owed to 110 (laid there), the buy at 110 is withdrawn and executed 0.03 first:
+    what it had left (0.07) crosses the owed sell and goes down to 100, carrying the 0.03's book."""
+    desk.book(desk.core.lay([PlannedOrder(1, SELL, LEVELS[1], Q, SELL_COST)], desk.now))
+    desk.fill(cid(1), D("0.03"))
+    return desk.accept(desk.core.cancelled(cid(1), D("0.03"), desk.tick()))
+
+
+def test_a_crossed_remainder_owed_behind_an_order_keeps_its_book_until_it_goes_out(desk: Desk) -> None:
+    crossed = _a_buy_at_110_withdrawn_after_filling_0_03(desk)
+    assert crossed.added[cid(0, 1)].status is OrderStatus.OWED  # 100 still holds the first buy
+    released = desk.answer(desk.fill(cid(0)))
+    assert cid(0, 1) in placed(released)
+    done = desk.fill(cid(0, 1))
+    [sell] = done.added.values()
+    assert (sell.level, sell.amount, sell.cost_basis) == (
+        1,
+        D("0.0999"),
+        D("10.3"),
+    )  # 0.03 at 110, 0.07 at 100
+
+
+def test_a_crossed_remainder_crossing_again_keeps_its_book() -> None:
+    """The remainder's way down meets a live sell at 120: owed, the sell withdrawn, crossed again."""
+    desk = Desk()
+    desk.accept(
+        desk.core.lay(
+            [PlannedOrder(2, SELL, LEVELS[2], Q, SELL_COST), PlannedOrder(3, BUY, LEVELS[3], Q)], desk.now
+        )
+    )
+    desk.book(desk.core.lay([PlannedOrder(3, SELL, LEVELS[3], Q, D("12"))], desk.now))
+    desk.fill(cid(3), D("0.03"))
+    desk.accept(desk.core.cancelled(cid(3), D("0.03"), desk.tick()))
+    assert desk.owed() == [(2, BUY)]
+    assert cancels(desk.on_ticker(START)) == [cid(2)]
+    desk.accept(desk.core.cancelled(cid(2), ZERO, desk.tick()))
+    done = desk.fill(cid(1), D("0.07"))
+    [sell] = done.added.values()
+    assert (sell.level, sell.amount, sell.cost_basis) == (
+        2,
+        D("0.0999"),
+        D("11.6"),
+    )  # 0.03 at 130, 0.07 at 110
+
+
+def test_a_crossed_remainder_meeting_a_held_order_crosses_it_with_its_book() -> None:
+    desk = Desk()
+    desk.accept(
+        desk.core.lay(
+            [PlannedOrder(2, SELL, LEVELS[2], Q, SELL_COST), PlannedOrder(3, BUY, LEVELS[3], Q)], desk.now
+        )
+    )
+    desk.book(desk.core.lay([PlannedOrder(3, SELL, LEVELS[3], Q, D("12"))], desk.now))
+    desk.fill(cid(3), D("0.03"))
+    desk.book(desk.core.venue_unavailable(desk.tick()))
+    desk.book(desk.core.gone(cid(2), desk.tick(), reason="lost"))  # held again at 120
+    desk.book(desk.core.cancelled(cid(3), D("0.03"), desk.tick()))
+    assert desk.owed() == []
+    desk.accept(desk.core.on_ticker(desk.ticker(START)))
+    done = desk.fill(cid(1), D("0.07"))
+    [sell] = done.added.values()
+    assert (sell.level, sell.amount, sell.cost_basis) == (2, D("0.0999"), D("11.6"))
 
 
 # ================================================================================ rule 5: holds
@@ -654,7 +922,7 @@ def test_maintenance_holds_every_order_until_the_venue_answers() -> None:
 
 def test_a_send_with_the_venue_down_puts_the_grid_in_maintenance(desk: Desk) -> None:
     desk.book(desk.core.gone(cid(1), desk.tick(), reason="lost"))  # placed again: cid(1, 1) in flight
-    decision = desk.core.send_unknown(cid(1, 1), "503", desk.tick(), venue_down=True)
+    decision = desk.book(desk.core.send_unknown(cid(1, 1), "503", desk.tick(), venue_down=True))
     assert desk.core.market_state is MarketState.MAINTENANCE
     assert "market state changed" in events(decision)
 
@@ -738,8 +1006,33 @@ def test_a_held_order_is_not_exposure_but_an_order_sent_with_an_unknown_outcome_
     assert desk.core.exposure().open_orders == 0
     desk.on_ticker(START)
     assert desk.core.exposure().open_orders == 4  # in flight
-    desk.core.send_unknown(cid(1), "timeout", desk.tick(), venue_down=False)
+    desk.book(desk.core.send_unknown(cid(1), "timeout", desk.tick(), venue_down=False))
     assert desk.core.exposure().open_orders == 4  # it may be on the venue
+
+
+def test_a_price_exactly_one_window_old_still_counts() -> None:
+    desk = Desk()
+    desk.tick(900)  # the start's 120 is now exactly one window old
+    desk.book(desk.core.on_ticker(desk.ticker(D("100"))))
+    assert state(desk) is MarketState.PANIC
+    desk.tick()
+    desk.book(desk.core.on_ticker(desk.ticker(D("100"))))
+    assert state(desk) is MarketState.NORMAL
+
+
+def test_the_market_state_uses_the_grid_thresholds() -> None:
+    desk = Desk()
+    desk.core = GridCore(replace(desk.config, thresholds=MarketStateThresholds(panic_spread=D("0.5"))))
+    desk.core.observe(desk.ticker(START, spread=D("1")))
+    assert state(desk) is MarketState.VOLATILE  # a 1.7% spread: panic by default, not here
+
+
+def test_an_order_a_risk_rule_refuses_does_not_hold_up_the_others() -> None:
+    desk = Desk()
+    tiny = PlannedOrder(2, SELL, LEVELS[2], D("0.00001"), D("0.001"))  # at the market, under 5 USDT
+    decision = desk.book(desk.core.lay([tiny, *ladder()], desk.now))
+    assert decision.added[cid(2)].status is OrderStatus.REJECTED
+    assert placed(decision) == [cid(1), cid(3), cid(0), cid(4)]
 
 
 # ================================================================================ refusals and losses
@@ -768,7 +1061,11 @@ def test_an_order_a_risk_rule_refuses_frees_its_level() -> None:
     assert placed(decision) == []
     assert decision.added[cid(1)].status is OrderStatus.REJECTED  # booked and refused in one go
     refusal = next(n for n in decision.notes if n.event == "order refused by a risk rule")
-    assert refusal.severity == "error"
+    assert (refusal.severity, refusal.fields["order"], refusal.fields["rule"]) == (
+        "error",
+        cid(1),
+        "NOTIONAL",
+    )
     assert desk.grid() == {}
 
 
@@ -837,10 +1134,27 @@ def test_a_market_order_gone_is_not_placed_again() -> None:
     assert decision.commands == []
 
 
+def test_an_order_found_filled_is_not_withdrawn_for_an_owed_counter(desk: Desk) -> None:
+    desk.core.gone(cid(1), desk.tick(), reason="filled", filled=Q)  # its trades are not in yet
+    decision = desk.fill(cid(0))  # owes a sell to 110
+    assert desk.owed() == [(1, SELL)]
+    assert cancels(decision) == []  # it filled: its trades will free the level
+
+
+def test_a_withdrawal_with_fills_booked_crosses_only_what_was_left(desk: Desk) -> None:
+    desk.fill(cid(0))
+    desk.fill(cid(1), D("0.02"))
+    decision = desk.accept(desk.core.cancelled(cid(1), ZERO, desk.tick()))  # the venue says 0, the books 0.02
+    assert decision.added[cid(0, 1)].amount == D("0.08")
+    done = desk.fill(cid(0, 1))
+    [sell] = done.added.values()
+    assert (sell.level, sell.amount, sell.cost_basis) == (1, D("0.0999"), D("10.2"))
+
+
 # ================================================================================ unknown outcomes
 def test_a_send_with_an_unknown_outcome_is_looked_up_before_it_is_sent_again(desk: Desk) -> None:
     desk.book(desk.core.gone(cid(1), desk.tick(), reason="lost"))
-    decision = desk.core.send_unknown(cid(1, 1), "timeout", desk.tick(), venue_down=False)
+    decision = desk.book(desk.core.send_unknown(cid(1, 1), "timeout", desk.tick(), venue_down=False))
     assert "order not sent; will retry" in events(decision)
     assert desk.core.market_state is MarketState.NORMAL
     retry = desk.on_ticker(START)
@@ -854,7 +1168,7 @@ def test_a_send_with_an_unknown_outcome_is_looked_up_before_it_is_sent_again(des
 
 def test_an_order_found_never_sent_is_sent_without_a_look_up(desk: Desk) -> None:
     desk.book(desk.core.gone(cid(1), desk.tick(), reason="lost"))
-    desk.core.send_unknown(cid(1, 1), "timeout", desk.tick(), venue_down=False)
+    desk.book(desk.core.send_unknown(cid(1, 1), "timeout", desk.tick(), venue_down=False))
     desk.core.never_sent(cid(1, 1))
     retry = desk.on_ticker(START)
     assert [
@@ -865,7 +1179,7 @@ def test_an_order_found_never_sent_is_sent_without_a_look_up(desk: Desk) -> None
 def test_an_order_sent_with_an_unknown_outcome_goes_out_in_a_panic(desk: Desk) -> None:
     """It may be live already: it needs no approval, only a look-up."""
     desk.book(desk.core.gone(cid(1), desk.tick(), reason="lost"))
-    desk.core.send_unknown(cid(1, 1), "timeout", desk.tick(), venue_down=False)
+    desk.book(desk.core.send_unknown(cid(1, 1), "timeout", desk.tick(), venue_down=False))
     retry = desk.on_ticker(START, spread=D("1"))
     assert desk.core.market_state is MarketState.PANIC
     assert placed(retry) == [cid(1, 1)]
@@ -904,6 +1218,9 @@ def test_an_inferred_fill_books_the_missing_amount_with_the_higher_fee_and_count
     assert placed(decision) == [cid(2)]
     assert desk.core.position == D("0.0998")
     assert desk.status(cid(1)) is OrderStatus.FILLED
+    assert [o.client_order_id for o in desk.core.provisional_orders()] == [cid(1)]
+    desk.fill(cid(1))
+    assert desk.core.provisional_orders() == []
 
 
 def test_an_inferred_sell_fee_is_in_quote_rounded_up() -> None:
@@ -1026,6 +1343,23 @@ def test_an_inferred_buy_at_the_top_of_the_ladder_settles_into_the_crumb() -> No
     assert desk.core.leftover == Leftover(D("0.0999"), D("14.0"))
 
 
+def test_a_real_sell_at_another_price_than_estimated_moves_profit_not_the_crumb() -> None:
+    desk = _inferred_desk()
+    desk.book(desk.core.infer_fill(cid(3), D("130"), desk.tick()))
+    real = desk.fill(cid(3), price=D("130.5"))
+    assert real.leftover is None
+    assert desk.core.leftover == NO_LEFTOVER
+    assert desk.core.realized == D("13.05") - D("0.01305") - SELL_COST
+    desk.assert_books_match()
+
+
+def test_real_trades_of_an_inferred_buy_at_the_bottom_settle_into_the_crumb() -> None:
+    desk = _inferred_desk()
+    desk.book(desk.core.infer_fill(cid(0), D("100"), desk.tick()))
+    real = desk.fill(cid(0))
+    assert real.leftover == Leftover(D("0.0001"), ZERO)
+
+
 # ================================================================================ ends of the ladder
 def test_the_ends_of_the_ladder_get_no_counter_order() -> None:
     desk = Desk()
@@ -1086,7 +1420,7 @@ def test_a_stop_cancels_every_grid_order_and_books_late_fills_without_counters()
     assert cid(1, 1) in halt.updated  # the owed sell is cancelled at once, never sent
     assert desk.core.grid_orders() == [] and desk.core.owed_orders() == []
     assert [o.client_order_id for o in desk.core.unconfirmed_cancels()] == sorted([cid(1), cid(3), cid(4)])
-    desk.core.cancelled(cid(3), ZERO, desk.tick())
+    desk.book(desk.core.cancelled(cid(3), ZERO, desk.tick()))
     assert cid(3) not in [o.client_order_id for o in desk.core.unconfirmed_cancels()]
     # A sell cancelled by the stop had filled in part before: booked, no counter.
     late = desk.fill(cid(4), D("0.04"))
@@ -1166,6 +1500,33 @@ def test_a_halt_with_a_counter_pending_places_none() -> None:
     desk.on_ticker(D("90"))
     late = desk.fill(cid(0))
     assert late.added == {}
+
+
+def test_a_stop_leaves_a_market_order_alone_and_cancels_the_grid() -> None:
+    desk = Desk(stop_loss=D("95"))
+    purchase = desk.book(desk.core.market_order(BUY, D("0.2"), desk.now))
+    order = purchase.added[client_order_id(RUN_ID, -1, 0)]
+    assert (order.status, order.type, order.price) == (OrderStatus.PENDING, OrderType.MARKET, None)
+    desk.start()
+    halt = desk.on_ticker(D("90"))
+    assert sorted(cancels(halt)) == sorted([cid(0), cid(1), cid(3), cid(4)])
+    assert order.client_order_id not in halt.updated
+
+
+def test_a_late_fill_of_a_buy_at_the_bottom_cancelled_by_a_stop_is_carried() -> None:
+    desk = Desk(stop_loss=D("95"))
+    desk.start()
+    desk.on_ticker(D("94"))
+    late = desk.fill(cid(0))
+    assert late.leftover == desk.core.leftover == Leftover(D("0.0999"), D("10.0"))
+
+
+def test_a_late_fill_of_a_buy_cancelled_by_a_stop_carries_all_it_bought_when_the_fee_is_elsewhere() -> None:
+    desk = Desk(stop_loss=D("95"))
+    desk.start()
+    desk.on_ticker(D("94"))
+    desk.deliver(replace(desk.trade(cid(1)), fee=D("0.0005"), fee_asset="BNB"))
+    assert desk.core.leftover == Leftover(Q, D("11.0"))
 
 
 # ================================================================================ restore
@@ -1251,6 +1612,257 @@ def test_restore_of_a_provisional_order_finished_with_only_real_fills_drops_it()
     assert core.apply_fills([desk.trade(cid(1), trade_id="1")], desk.now).fills == []
 
 
+def _story_with_a_successor() -> Desk:
+    """The buy at 110 executed 0.03 and then went: a successor for 0.07 shares its book. The
+    successor fills 0.01 before a restart; 0.01 of the gone buy's trades is still on its way."""
+    desk = Desk()
+    desk.start()
+    desk.fill(cid(1), D("0.02"))
+    desk.accept(desk.core.gone(cid(1), desk.tick(), reason="lost", filled=D("0.03")))
+    desk.fill(cid(1, 1), D("0.01"))
+    return desk
+
+
+@pytest.mark.xfail(strict=True, reason="open bug: see benchmarks/MUTATION.md, 'Found'")
+def test_the_executed_part_of_a_gone_order_is_countered_when_its_remainder_cannot_be_placed() -> None:
+    """The buy at 110 executed 0.06 and went; the 0.04 it had left is worth 4.4 USDT, under the
+    5 USDT minimum, so no successor can carry it. The 0.06 bought must still be sold by a counter-
+    order (or at least carried): today it is on no order and not in the crumb, and the level is
+    left empty."""
+    desk = Desk()
+    desk.start()
+    desk.fill(cid(1), D("0.06"))
+    desk.accept(desk.core.gone(cid(1), desk.tick(), reason="expired"))
+    on_sells = sum((o.amount for o in desk.core.grid_orders() if o.side is SELL and o.level < 3), ZERO)
+    assert on_sells + desk.core.leftover.base == desk.core.position == D("0.05994")
+
+
+def test_restore_gives_a_successor_its_predecessor_book() -> None:
+    desk = _story_with_a_successor()
+    core = _restore(desk)
+    late = core.apply_fills([desk.trade(cid(1), D("0.01"), at=desk.tick())], desk.now)
+    assert late.leftover is None  # its successor's counter will sell it
+    assert late.commands == []
+    done = core.apply_fills([desk.trade(cid(1, 1), D("0.06"), at=desk.tick())], desk.now)
+    [sell] = done.added.values()
+    assert (sell.level, sell.amount, sell.cost_basis) == (2, D("0.0999"), D("11.00"))
+
+
+def test_restore_follows_a_chain_of_successors() -> None:
+    desk = _story_with_a_successor()
+    desk.accept(desk.core.gone(cid(1, 1), desk.tick(), reason="lost again"))
+    core = _restore(desk)
+    assert desk.orders[cid(1, 2)].amount == D("0.06")
+    done = core.apply_fills(
+        [desk.trade(cid(1), D("0.01"), at=desk.tick()), desk.trade(cid(1, 2), D("0.06"), at=desk.tick())],
+        desk.now,
+    )
+    [sell] = done.added.values()
+    assert (sell.level, sell.amount, sell.cost_basis) == (2, D("0.0999"), D("11.00"))
+
+
+def test_restore_does_not_join_the_book_of_a_parent_that_filled() -> None:
+    desk = Desk()
+    desk.start()
+    desk.answer(desk.fill(cid(1)))  # its counter-sell at 120 is a child of another side
+    desk.fill(cid(2), D("0.03"))
+    core = _restore(desk)
+    done = core.apply_fills([desk.trade(cid(2), D("0.0699"), at=desk.tick())], desk.now)
+    assert [o.side for o in done.added.values()] == [BUY]
+    assert core.realized == desk.core.realized + done.fills[0].realized_pnl
+
+
+def test_restore_sums_every_sell_profit_and_restores_the_bottom_level() -> None:
+    desk = Desk()
+    desk.answer(desk.book(desk.core.market_order(BUY, D("0.2"), desk.now)))  # still open: outside the ladder
+    desk.tick()
+    desk.start()
+    desk.answer(desk.fill(cid(3)))
+    desk.answer(desk.fill(cid(4)))
+    core = _restore(desk)
+    assert core.realized == desk.core.realized == D("1.487") + D("2.486")
+    assert {o.level for o in core.grid_orders()} == {0, 1, 2, 3}
+
+
+def test_restore_keeps_only_orders_with_estimates_provisional() -> None:
+    desk = _story_to_restore()
+    core = _restore(desk)
+    assert [o.client_order_id for o in core.provisional_orders()] == [cid(3)]
+
+
+def test_restore_settles_a_provisional_buy_into_the_crumb() -> None:
+    desk = _inferred_desk()
+    desk.book(desk.core.infer_fill(cid(1), D("110"), desk.tick()))
+    core = _restore(desk)
+    real = core.apply_fills([desk.trade(cid(1), at=desk.tick())], desk.now)
+    assert real.leftover == Leftover(D("0.0001"), ZERO)
+
+
+# ================================================================================ the log
+def last_note(desk: Desk, event: str) -> dict[str, object]:
+    return dict(next(n.fields for n in reversed(desk.notes) if n.event == event))
+
+
+def test_the_log_lines_name_what_they_are_about() -> None:
+    """Every note is checked against NOTES as it is booked; here each kind is produced once and
+    the fields a reader uses carry the right values."""
+    desk = Desk()
+    desk.book(desk.core.market_order(BUY, D("0.2"), desk.now))
+    desk.book(desk.core.accepted(client_order_id(RUN_ID, -1, 0), "xm", OrderStatus.OPEN, desk.now))
+    assert last_note(desk, "order placed")["price"] == "market"
+    desk.start()
+    assert last_note(desk, "order placed") == {
+        "order": cid(4),
+        "side": "sell",
+        "level": 4,
+        "price": "140",
+        "amount": "0.1",
+    }
+    desk.fill(cid(1), fee=D("0.000015"))
+    fill = last_note(desk, "fill")
+    assert (fill["order"], fill["side"], fill["level"], fill["price"], fill["amount"]) == (
+        cid(1),
+        "buy",
+        1,
+        "110",
+        "0.1",
+    )
+    assert (fill["fee"], fill["inferred"]) == ("0.000015 BTC", False)
+    desk.answer(desk.fill(cid(3)))
+    sold = last_note(desk, "fill")
+    assert (sold["realized_pnl"], sold["total_realized_pnl"]) == (D("1.487"), D("1.487"))
+    desk.fill(cid(0))  # its sell is owed to 110... which is free: placed
+    desk.book(desk.core.lay([PlannedOrder(4, SELL, LEVELS[4], Q, SELL_COST)], desk.now))
+    assert last_note(desk, "counter-order owed: its level still holds an order") == {
+        "order": cid(4, 1),
+        "level": 4,
+        "side": "sell",
+        "holder": cid(4),
+    }
+    desk.fill(cid(4), D("0.04"))
+    desk.fill(cid(4), D("0.07"))
+    assert last_note(desk, "fill past the order's amount ignored")["booked"] == "0.04"
+    assert last_note(desk, "fill past the order's amount ignored")["amount"] == "0.1"
+    desk.book(desk.core.gone(cid(4), desk.tick(), reason="expired"))
+    gone = last_note(desk, "order gone from the venue; placing what it had left again")
+    assert (gone["order"], gone["replacement"], gone["level"], gone["amount"], gone["reason"]) == (
+        cid(4),
+        cid(4, 2),
+        4,
+        "0.06",
+        "expired",
+    )
+    desk.book(desk.core.refused(cid(4, 2), "insufficient balance", desk.tick()))
+    assert last_note(desk, "venue refused the order")["reason"] == "insufficient balance"
+    assert last_note(desk, "owed counter-order goes out: its level is free") == {
+        "order": cid(4, 1),
+        "level": 4,
+    }
+    desk.on_ticker(START, spread=D("1"))
+    assert last_note(desk, "market state changed") == {"previous": "normal", "state": "panic", "price": "120"}
+    desk.book(desk.core.lay([PlannedOrder(0, BUY, LEVELS[0], Q)], desk.now))
+    held = last_note(desk, "order held")
+    assert (held["order"], held["level"], held["rule"]) == (cid(0, 1), 0, "MARKET_STATE")
+    assert {n.event for n in desk.notes} >= {
+        "order placed",
+        "fill",
+        "counter-order owed: its level still holds an order",
+        "fill past the order's amount ignored",
+        "order gone from the venue; placing what it had left again",
+        "venue refused the order",
+        "owed counter-order goes out: its level is free",
+        "market state changed",
+        "order held",
+    }
+
+
+def test_the_log_lines_of_a_crossing_name_both_moves(desk: Desk) -> None:
+    desk.fill(cid(0))
+    assert last_note(desk, "withdrawing an order to cross it with an owed counter-order") == {"order": cid(1)}
+    desk.book(desk.core.cancelled(cid(1), ZERO, desk.tick()))
+    assert last_note(desk, "a buy and a sell at one level cancel out: crossed") == {
+        "level": 1,
+        "withdrawn": cid(1),
+        "sell_to": 2,
+        "buy_to": 0,
+    }
+
+
+def test_the_log_lines_of_news_that_changes_nothing(desk: Desk) -> None:
+    fill = desk.trade(cid(1), D("0.04"))
+    desk.deliver(fill, fill)
+    assert last_note(desk, "trade already booked") == {"trade_id": fill.trade_id, "order": cid(1)}
+    desk.deliver(replace(fill, trade_id="999", client_order_id="gb-x", order_id="nobody"))
+    assert last_note(desk, "fill of no active order of this grid ignored") == {"trade_id": "999"}
+    desk.book(desk.core.cancelled(cid(1), None, desk.tick()))  # not being withdrawn: nothing
+    desk.fill(cid(0))
+    desk.book(desk.core.cancelled(cid(1), None, desk.tick()))
+    assert last_note(desk, "withdrawal found the order gone: the counter-order stays owed") == {
+        "order": cid(1)
+    }
+    never = replace(fill, trade_id="1000", client_order_id=cid(1, 1), order_id="")
+    desk.deliver(never)
+    assert last_note(desk, "fill of an order never sent ignored") == {"order": cid(1, 1), "trade_id": "1000"}
+    desk.book(desk.core.gone(cid(3), desk.tick(), reason="lost"))
+    desk.book(desk.core.send_unknown(cid(3, 1), "timeout", desk.tick(), venue_down=False))
+    assert last_note(desk, "order not sent; will retry") == {"order": cid(3, 1), "reason": "timeout"}
+    desk.book(desk.core.infer_fill(cid(4), D("140"), desk.tick()))
+    assert last_note(desk, "order filled while away; its trades are missing: inferring") == {"order": cid(4)}
+    inferred = last_note(desk, "fill")
+    assert (inferred["inferred"], inferred["fee"]) == (True, "0.01400000 USDT")
+    desk.on_ticker(D("90"))
+
+
+def test_the_log_lines_of_a_stop_and_of_the_ladder_ends() -> None:
+    desk = Desk(stop_loss=D("95"))
+    desk.accept(desk.core.lay([PlannedOrder(0, SELL, LEVELS[0], Q, SELL_COST)], desk.now))
+    desk.fill(cid(0))
+    assert last_note(desk, "no counter-order at the end of the ladder") == {"level": 0, "side": "sell"}
+    desk.on_ticker(D("94"))
+    assert str(last_note(desk, "risk stop: halting the grid")["reason"]).startswith("stop-loss")
+
+
+# ================================================================================ the time of what is booked
+def _a_put_off_buy_facing_an_owed_sell() -> Desk:
+    """The buy at 110 was never sent (the venue went down before its send): held, it faces the
+    sell owed to 110. The next event, whatever it is, crosses them, at that event's time."""
+    desk = Desk()
+    desk.book(desk.core.lay(ladder(), desk.now))
+    for level in (0, 3):
+        desk.book(desk.core.accepted(cid(level), f"x{level}", OrderStatus.OPEN, desk.now))
+    desk.fill(cid(0))  # its sell is owed to 110; the buy there, in flight, is withdrawn
+    desk.core.deferred(cid(1))
+    return desk
+
+
+@pytest.mark.parametrize(
+    "event",
+    ["a ticker", "a trade", "an estimate", "a refusal", "a gone order", "a cancel outcome"],
+)
+def test_what_an_event_crosses_is_booked_at_the_event_time(event: str) -> None:
+    desk = _a_put_off_buy_facing_an_owed_sell()
+    core, at = desk.core, desk.tick()
+    decision = {
+        "a ticker": lambda: core.on_ticker(desk.ticker(START)),
+        "a trade": lambda: core.apply_fills([desk.trade(cid(3), D("0.01"), at=at)], at),
+        "an estimate": lambda: core.infer_fill(cid(3), D("130"), at),
+        "a refusal": lambda: core.refused(cid(4), "insufficient balance", at),
+        "a gone order": lambda: core.gone(cid(3), at, reason="lost"),
+        "a cancel outcome": lambda: core.cancelled(cid(1), ZERO, at),
+    }[event]()
+    desk.book(decision)  # every order it puts carries `at`
+    assert decision.updated[cid(1)].status is OrderStatus.CANCELED
+    assert decision.updated[cid(1)].updated_at == at
+
+
+def test_an_order_refused_when_the_venue_answers_again_is_booked_at_that_time() -> None:
+    desk = Desk()
+    desk.book(desk.core.venue_unavailable(desk.tick()))
+    desk.book(desk.core.lay([PlannedOrder(1, BUY, LEVELS[1], D("0.00001"))], desk.now))
+    back = desk.on_ticker(START)  # booked at the ticker's time
+    assert back.updated[cid(1)].status is OrderStatus.REJECTED
+
+
 # ================================================================================ decisions
 def test_a_decision_merges_another_in_order() -> None:
     first, second = Decision(), Decision()
@@ -1264,7 +1876,12 @@ def test_a_decision_merges_another_in_order() -> None:
     second.leftover = Leftover(D("1"), D("2"))
     second.note("x", "warning", k=1)
     second.retracted.append("t")
+    stop = StopDecision("stop-loss", sell_base=False)
+    second.halted = stop
     first.merge(second)
+    assert first.halted is stop
+    first.merge(Decision())
+    assert first.halted is stop
     assert list(first.added) == ["a", "b"]
     assert first.notes == [Note("x", "warning", {"k": 1})]
     assert first.leftover == Leftover(D("1"), D("2"))
