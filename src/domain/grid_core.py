@@ -464,8 +464,40 @@ class GridCore:
         self._held.pop(cid, None)
         self._retired[cid] = retired
         decision.put(retired)
+        remaining = order.amount - executed
+        if (
+            book.amount > 0
+            and order.level >= 0
+            and order.price is not None
+            and self.halt is None
+            and isinstance(
+                self.config.rules.check_order(
+                    OrderRequest(order.symbol, order.side, order.type, remaining, cid, order.price)
+                ),
+                Failure,
+            )
+        ):
+            # What it had left is under the market's minimum: no successor could carry it. The
+            # order ends at what it executed and gets its counter-order for that; a sell's unsold
+            # rest stays with the grid as carried base.
+            if order.side is Side.SELL:
+                share = remaining / order.amount
+                self.leftover = Leftover(
+                    self.leftover.base + remaining, self.leftover.cost + order.cost_basis * share
+                )
+                decision.leftover = self.leftover
+            decision.note(
+                "order gone; what it had left is under the market's minimum: countered as executed",
+                "warning",
+                order=cid,
+                level=order.level,
+                executed=str(executed),
+                reason=reason,
+            )
+            self._complete(retired, book, at, decision)
+            self._release(at, decision)
+            return decision
         if order.level >= 0 and order.price is not None and self.halt is None:
-            remaining = order.amount - executed
             again = PlannedOrder(
                 order.level,
                 order.side,
