@@ -1643,6 +1643,21 @@ def test_the_executed_part_of_a_gone_order_is_countered_when_its_remainder_canno
     assert on_sells + desk.core.leftover.base == desk.core.position == D("0.05994")
 
 
+def test_a_gone_sell_whose_remainder_cannot_be_placed_carries_what_it_did_not_sell(desk: Desk) -> None:
+    desk.fill(cid(3), D("0.07"))
+    decision = desk.accept(desk.core.gone(cid(3), desk.tick(), reason="expired"))  # 0.03 left: 3.9 USDT
+    assert decision.leftover == desk.core.leftover == Leftover(D("0.03"), D("3.45"))  # 0.3 of 11.5
+    assert (decision.added[cid(2)].side, decision.added[cid(2)].amount) == (BUY, Q)
+    assert placed(decision) == [cid(2)]
+
+
+def test_a_gone_buy_at_the_bottom_whose_remainder_cannot_be_placed_is_countered(desk: Desk) -> None:
+    desk.fill(cid(0), D("0.06"))
+    decision = desk.accept(desk.core.gone(cid(0), desk.tick(), reason="expired"))  # 0.04 left: 4 USDT
+    sell = decision.added[cid(1, 1)]
+    assert (sell.side, sell.amount, sell.cost_basis) == (SELL, D("0.05994"), D("6.00"))
+
+
 @pytest.mark.xfail(strict=True, reason="open bug: see benchmarks/MUTATION.md, 'Found'")
 def test_the_executed_part_of_a_gone_order_is_countered_when_its_trades_come_after() -> None:
     """As above, but the venue reports the 0.06 executed (a cancel's answer, a look-up) before its
