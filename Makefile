@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test test-fast test-slow lint typecheck contracts install clean bench
+.PHONY: run test test-fast test-slow lint typecheck contracts install clean bench mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,5 +40,15 @@ test: lint typecheck contracts test-fast
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+# Mutation testing of the grid core (src/domain/grid_core.py) against tests/unit/domain: every
+# mutant must fail a test. Slow (minutes), so not part of `make test`; it works in mutants/, a
+# copy of the tree, from scratch each time. See benchmarks/MUTATION.md.
+MUTATION_STORIES ?= 40
+MUTATION_JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+mutation: $(STAMP)
+	rm -rf mutants
+	GRIDBOT_MUTATION=1 GRID_STORIES=$(MUTATION_STORIES) $(BIN)/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var mutants
