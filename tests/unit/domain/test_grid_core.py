@@ -12,6 +12,7 @@ buys at 100 and 110, sells at 130 and 140 carrying 11.5 USDT of cost each.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -1857,7 +1858,7 @@ def test_the_log_lines_of_a_stop_and_of_the_ladder_ends() -> None:
 
 
 # ================================================================================ the time of what is booked
-def _a_put_off_buy_facing_an_owed_sell() -> Desk:
+def _a_put_off_buy_facing_an_owed_sell(prepare: Callable[[Desk], object] | None = None) -> Desk:
     """The buy at 110 was never sent (the venue went down before its send): held, it faces the
     sell owed to 110. The next event, whatever it is, crosses them, at that event's time."""
     desk = Desk()
@@ -1865,26 +1866,36 @@ def _a_put_off_buy_facing_an_owed_sell() -> Desk:
     for level in (0, 3):
         desk.book(desk.core.accepted(cid(level), f"x{level}", OrderStatus.OPEN, desk.now))
     desk.fill(cid(0))  # its sell is owed to 110; the buy there, in flight, is withdrawn
+    if prepare is not None:
+        prepare(desk)
     desk.core.deferred(cid(1))
     return desk
 
 
-@pytest.mark.parametrize(
-    "event",
-    ["a ticker", "a trade", "an estimate", "a refusal", "a gone order", "a cancel outcome"],
-)
+EVENTS: dict[str, tuple[Callable[[Desk], object] | None, Callable[[Desk, datetime], Decision]]] = {
+    "a ticker": (None, lambda desk, at: desk.core.on_ticker(desk.ticker(START))),
+    "a trade": (None, lambda desk, at: desk.core.apply_fills([desk.trade(cid(3), D("0.01"), at=at)], at)),
+    "an estimate": (None, lambda desk, at: desk.core.infer_fill(cid(3), D("130"), at)),
+    "a refusal": (None, lambda desk, at: desk.core.refused(cid(4), "insufficient balance", at)),
+    "a gone order": (None, lambda desk, at: desk.core.gone(cid(3), at, reason="lost")),
+    "a gone order ending at what it executed": (
+        lambda desk: desk.fill(cid(3), D("0.07")),  # 0.03 left at 130: under the minimum
+        lambda desk, at: desk.core.gone(cid(3), at, reason="expired"),
+    ),
+    "the cancel outcome of that buy": (None, lambda desk, at: desk.core.cancelled(cid(1), ZERO, at)),
+    "the cancel outcome of another withdrawal": (
+        lambda desk: desk.fill(cid(4)),  # its buy is owed to 130: the sell there is withdrawn
+        lambda desk, at: desk.core.cancelled(cid(3), ZERO, at),
+    ),
+}
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
 def test_what_an_event_crosses_is_booked_at_the_event_time(event: str) -> None:
-    desk = _a_put_off_buy_facing_an_owed_sell()
-    core, at = desk.core, desk.tick()
-    decision = {
-        "a ticker": lambda: core.on_ticker(desk.ticker(START)),
-        "a trade": lambda: core.apply_fills([desk.trade(cid(3), D("0.01"), at=at)], at),
-        "an estimate": lambda: core.infer_fill(cid(3), D("130"), at),
-        "a refusal": lambda: core.refused(cid(4), "insufficient balance", at),
-        "a gone order": lambda: core.gone(cid(3), at, reason="lost"),
-        "a cancel outcome": lambda: core.cancelled(cid(1), ZERO, at),
-    }[event]()
-    desk.book(decision)  # every order it puts carries `at`
+    prepare, happen = EVENTS[event]
+    desk = _a_put_off_buy_facing_an_owed_sell(prepare)
+    at = desk.tick()
+    decision = desk.book(happen(desk, at))  # every order it puts carries `at`
     assert decision.updated[cid(1)].status is OrderStatus.CANCELED
     assert decision.updated[cid(1)].updated_at == at
 
