@@ -12,6 +12,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -69,6 +70,15 @@ class ExchangeSettings(_Section):
     ws_url: str | None = None  # market streams
     ws_api_url: str | None = None  # WebSocket API (user data stream)
     recv_window_ms: int = Field(default=5000, ge=1, le=60000)
+
+    @field_validator("rest_url", "ws_url", "ws_api_url")
+    @classmethod
+    def _url_shape(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        schemes = ("http", "https") if info.field_name == "rest_url" else ("ws", "wss")
+        return check_url(value, schemes)
+
     request_timeout_s: float = Field(default=10.0, gt=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
 
@@ -186,6 +196,26 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def check_url(value: str, schemes: tuple[str, ...]) -> str:
+    """A URL the adapters can use: one of `schemes`, a host, a port that is a number."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError when it is not a number in 0..65535
+    except ValueError as exc:
+        raise ValueError(f"is not a usable URL ({exc}), got {text!r}") from None
+    example = f"{schemes[-1]}://host[:port][/path]"
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(
+            f"must start with {' or '.join(s + '://' for s in schemes)} ({example}), got {text!r}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"has no host ({example}), got {text!r}")
+    if port == 0:
+        raise ValueError(f"port 0 cannot be connected to, got {text!r}")
+    return text
 
 
 def key_name(loc: tuple[int | str, ...]) -> str:

@@ -126,3 +126,33 @@ def test_a_malformed_secret_is_never_echoed(tmp_path: Path) -> None:
         load_settings(profile, env_file=None)
     assert caught.value.key == "EXCHANGE__API_KEY"
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("EXCHANGE__REST_URL", "garbage", "must start with http:// or https://"),
+        ("EXCHANGE__REST_URL", "http://", "has no host"),
+        ("EXCHANGE__REST_URL", "wss://stream.binance.com", "must start with http:// or https://"),
+        ("EXCHANGE__REST_URL", "http://127.0.0.1:port", "is not a usable URL"),
+        ("EXCHANGE__WS_URL", "https://stream.binance.com", "must start with ws:// or wss://"),
+        ("EXCHANGE__WS_API_URL", "ws://:9443", "has no host"),
+    ],
+)
+def test_a_url_the_adapters_cannot_use_is_refused_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(write(tmp_path, ""), env_file=None)
+    assert caught.value.key == key
+    assert says in caught.value.problem
+    assert repr(value) in caught.value.problem  # the user sees what was read
+
+
+def test_usable_urls_are_kept_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXCHANGE__REST_URL", "http://127.0.0.1:8080/")
+    monkeypatch.setenv("EXCHANGE__WS_URL", "wss://stream.testnet.binance.vision:9443")
+    settings = load_settings(write(tmp_path, ""), env_file=None)
+    assert settings.exchange.rest_url == "http://127.0.0.1:8080/"
+    assert settings.exchange.ws_url == "wss://stream.testnet.binance.vision:9443"
