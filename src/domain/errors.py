@@ -80,6 +80,10 @@ class ConfigurationError(DomainError):
         self.problem = problem
 
 
+class GridInUse(DomainError):
+    """Another bot process holds this grid (same account and symbol, same database)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a rule refused an order. `rule` is a stable identifier (e.g. 'LOT_SIZE', 'MAX_OPEN_ORDERS')."""

@@ -13,19 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, event, make_url
+from sqlalchemy import Connection, event, insert, inspect, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from adapters.persistence.tables import metadata
+from adapters.persistence.tables import metadata, schema_info
 from adapters.persistence.uow import SingleConnectionGate, SqlAlchemyUnitOfWork
 from domain.errors import ConfigurationError
 
 _log = structlog.get_logger(__name__)
 
 URL_SETTING = "DATABASE__URL"
+SCHEMA_VERSION = 1  # raise it with every change to tables.py, with a migration for older files
 _EXAMPLES = "e.g. sqlite+aiosqlite:///data/gridbot.db or postgresql+asyncpg://user:password@host/gridbot"
 
 # busy_timeout first, so that switching the journal mode waits for another process's lock.
@@ -87,14 +88,46 @@ async def connect_database(url: str, *, echo: bool = False) -> Database:
     try:
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
+            problem = await connection.run_sync(_schema_problem)
+            if problem is not None:
+                raise _OtherSchema(problem)  # inside the transaction: nothing is created or stamped
             journal_mode = None
             if is_sqlite:
                 journal_mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+    except _OtherSchema as exc:
+        await engine.dispose()
+        raise ConfigurationError(
+            URL_SETTING,
+            f"the database {shown} {exc}; use another database, or the version of the bot that wrote it",
+        ) from None
     except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
         await engine.dispose()
         raise ConfigurationError(URL_SETTING, f"cannot open the database {shown}: {_reason(exc)}") from exc
     _log.debug("database opened", url=shown, dialect=engine.dialect.name, journal_mode=journal_mode)
     return Database(engine)
+
+
+class _OtherSchema(Exception):
+    """The database holds tables of another version of the bot (the message says how)."""
+
+
+def _schema_problem(connection: Connection) -> str | None:
+    """Why the tables in the database are not this version's, or None (stamping a new database).
+
+    A database from before the version stamp has the same tables: it is stamped, not refused."""
+    existing = inspect(connection)
+    for table in metadata.sorted_tables:
+        have = {column["name"] for column in existing.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in have]
+        if missing:
+            return f"has a table {table.name} without column {', '.join(missing)} (another schema)"
+    version = connection.execute(select(schema_info.c.version).where(schema_info.c.id == 1)).scalar()
+    if version is None:
+        connection.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+        return None
+    if version != SCHEMA_VERSION:
+        return f"has schema version {version}, this version of the bot uses {SCHEMA_VERSION}"
+    return None
 
 
 def _parse(url: str) -> URL:

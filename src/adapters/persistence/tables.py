@@ -156,3 +156,25 @@ fills = Table(
     UniqueConstraint("run_id", "trade_id", name="uq_fills_run_trade"),
     Index("ix_fills_run_trade_seq", "run_id", "trade_seq"),
 )
+
+# One row per grid a bot is running: who holds it and when it last said it is alive. A second bot
+# for the same account and symbol finds the row fresh and refuses to start (see lease.py).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("holder", String(_ID), nullable=False),
+    Column("pid", Integer(), nullable=False),
+    Column("host", String(256), nullable=False),
+    Column("acquired_at", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+)
+
+# The schema's version: a database written by another version of the bot is refused at start,
+# with a line that says so, instead of failing half way through a run.
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("version", Integer(), nullable=False),
+)

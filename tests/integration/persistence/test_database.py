@@ -121,3 +121,42 @@ async def test_an_in_memory_database_works_for_quick_runs() -> None:
             await uow.commit()
         async with db.uow() as uow:
             assert await uow.runs.get("run-1") == a_run()
+
+
+async def test_a_database_of_another_schema_version_is_refused_naming_the_setting(db_path: Path) -> None:
+    async with open_database(sqlite_url_for(db_path)) as database, database.engine.begin() as connection:
+        await connection.exec_driver_sql("UPDATE schema_info SET version = 99")
+    with pytest.raises(ConfigurationError) as refused:
+        async with open_database(sqlite_url_for(db_path)):
+            pass
+    assert refused.value.key == "DATABASE__URL"
+    assert "has schema version 99, this version of the bot uses 1" in refused.value.problem
+
+
+async def test_a_database_whose_tables_differ_is_refused_before_anything_is_written(db_path: Path) -> None:
+    import sqlite3
+
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as connection:  # an orders table from some other program
+        connection.execute("CREATE TABLE orders (client_order_id TEXT PRIMARY KEY, note TEXT)")
+    with pytest.raises(ConfigurationError) as refused:
+        async with open_database(sqlite_url_for(db_path)):
+            pass
+    assert "has a table orders without column run_id" in refused.value.problem
+    with sqlite3.connect(db_path) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'schema_info'"
+        ).fetchone() == (0,)
+
+
+async def test_a_database_from_before_the_version_stamp_is_stamped_and_kept(db_path: Path) -> None:
+    async with open_database(sqlite_url_for(db_path)) as database:
+        async with database.uow() as uow:
+            await uow.runs.add(a_run())
+            await uow.commit()
+        async with database.engine.begin() as connection:
+            await connection.exec_driver_sql("DROP TABLE schema_info")
+    async with open_database(sqlite_url_for(db_path)) as database, database.uow() as uow:
+        assert await uow.runs.get(a_run().run_id) is not None
+    async with open_database(sqlite_url_for(db_path)) as database, database.engine.connect() as connection:
+        assert (await connection.exec_driver_sql("SELECT version FROM schema_info")).scalar() == 1
