@@ -11,6 +11,7 @@ none is ever placed twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import uuid
 from collections.abc import Iterable, Sequence
@@ -51,6 +52,21 @@ from domain.rules import MarketRules
 log = structlog.get_logger(__name__)
 
 CHASE_INTERVAL_S = 5.0  # how often the trades of orders booked with inferred fills are looked for
+
+
+def quote_locked_by(orders: Iterable[TrackedOrder]) -> Decimal:
+    """Quote the venue holds for these orders' unfilled buys: what cancelling them frees. Orders
+    the venue never confirmed (PENDING, OWED) hold nothing for sure, so they are not counted."""
+    return sum(
+        (
+            o.remaining * o.price
+            for o in orders
+            if o.side is Side.BUY
+            and o.price is not None
+            and o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+        ),
+        ZERO,
+    )
 
 
 def _money(value: Decimal) -> str:
@@ -116,9 +132,10 @@ class GridBot:
             raise RuntimeError("no grid: start() first")
         return self._core
 
-    async def run(self, stop: asyncio.Event) -> RunOutcome:
+    async def run(self, stop: asyncio.Event) -> RunOutcome | None:
         """Start or resume the grid, then react to fills and prices until `stop` is set, a feed
-        ends, or a risk rule halts the grid."""
+        ends, or a risk rule halts the grid. None when `stop` came before the grid had started
+        (e.g. while the start waited out a rate limit): nothing was decided, so nothing is lost."""
         # The consumers subscribe first, so no fill of the orders placed at start is missed; they
         # wait on the decision lock until the start is done.
         consumers = [
@@ -130,15 +147,17 @@ class GridBot:
             asyncio.create_task(self._stopped.wait(), name="grid-halt"),
         ]
         reason = "stop requested"
+        started = False
         try:
             async with self._lock:
                 await asyncio.sleep(0)
-                await self.start()
-            done, _ = await asyncio.wait([*consumers, *waiters], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task in consumers:
-                    task.result()  # re-raise a consumer's crash
-                    reason = "market data ended" if task is consumers[1] else "order updates ended"
+                started = await self._start_unless_stopped(waiters[0])
+            if started:
+                done, _ = await asyncio.wait([*consumers, *waiters], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task in consumers:
+                        task.result()  # re-raise a consumer's crash
+                        reason = "market data ended" if task is consumers[1] else "order updates ended"
         finally:
             # Stop between events, never inside one: a decision half carried out would leave an order
             # placed but booked PENDING (safe, as after a crash, but a clean stop should be clean).
@@ -146,28 +165,54 @@ class GridBot:
                 for task in [*consumers, *waiters]:
                     task.cancel()
                 await asyncio.gather(*consumers, *waiters, return_exceptions=True)
+        if not started:
+            if self._run is None:
+                self._log.warning("stopped before the grid started")
+                return None
+            return await self._finish("stopped while starting", catch_up=False)
         return await self._finish(reason)
+
+    async def _start_unless_stopped(self, stop: asyncio.Task[object]) -> bool:
+        """start(), abandoned if `stop` completes first: the start may be waiting out a ban or an
+        outage. Abandoning it is as safe as a crash there (an order booked PENDING is looked up
+        on the next start). True when the start completed."""
+        starting = asyncio.create_task(self.start(), name="grid-start")
+        await asyncio.wait([starting, stop], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            return True
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
 
     async def start(self) -> None:
         """Resume the latest run on this venue if it has the same grid, else start a new one.
-        The caller holds the decision lock."""
+        A new grid is checked in full (range, filters, fees, funds) before an old one is touched:
+        a refused change leaves the old grid resting and resumable. The caller holds the lock."""
         symbol = self._config.symbol
-        rules = await self._venue.retrying("market_rules", lambda: self._gateway.market_rules(symbol))
-        ticker = await self._venue.retrying("fetch_ticker", lambda: self._gateway.fetch_ticker(symbol))
+        rules = await self._venue.retrying(
+            "market_rules", lambda: self._gateway.market_rules(symbol), patient=True
+        )
+        ticker = await self._venue.retrying(
+            "fetch_ticker", lambda: self._gateway.fetch_ticker(symbol), patient=True
+        )
         fingerprint = self._config.grid.fingerprint(symbol)
         async with self._uow() as uow:
             latest = await uow.runs.latest(symbol, exclude_fingerprint=MANUAL_FINGERPRINT)
-        resumable = (
-            latest is not None
-            and latest.exchange == self._config.exchange
-            and latest.status in (RunStatus.RUNNING, RunStatus.STOPPED)
-        )
+            resumable = (
+                latest is not None
+                and latest.exchange == self._config.exchange
+                and latest.status in (RunStatus.RUNNING, RunStatus.STOPPED)
+            )
+            old_orders = await uow.orders.list_active(latest.run_id) if latest and resumable else ()
         if latest is not None and resumable and latest.grid_fingerprint == fingerprint:
             await self._resume(latest, rules, ticker)
             return
-        plan = self._plan(rules, ticker)  # a bad new grid must not cost the old one its orders
+        plan = self._plan(rules, ticker)
+        await self._check_funds(rules, ticker, plan, freed=quote_locked_by(old_orders))
         if latest is not None and resumable:
-            await self._retire(latest, "superseded by a grid with new parameters")
+            await self._retire(latest, old_orders, "superseded by a grid with new parameters")
         await self._new_run(rules, ticker, plan)
 
     # ------------------------------------------------------------------ carrying out decisions
@@ -240,18 +285,24 @@ class GridBot:
             raise ConfigurationError(rejection.rule, rejection.reason)
         return planned.unwrap()
 
-    async def _new_run(self, rules: MarketRules, ticker: Ticker, plan: GridPlan) -> None:
-        cfg = self._config
-        price = ticker.last
-        balances = await self._venue.retrying("fetch_balances", self._gateway.fetch_balances)
+    async def _check_funds(
+        self, rules: MarketRules, ticker: Ticker, plan: GridPlan, *, freed: Decimal
+    ) -> None:
+        """The grid's quote must be free, counting what cancelling the old grid would free."""
+        balances = await self._venue.retrying("fetch_balances", self._gateway.fetch_balances, patient=True)
         quote_free = balances[rules.quote_asset].free if rules.quote_asset in balances else ZERO
         quote_needed = plan.quote_for_buys + plan.base_to_buy * ticker.ask
-        if quote_free < quote_needed:
+        if quote_free + freed < quote_needed:
+            counted = f" (counting {_money(freed)} the old grid's buys would free)" if freed > 0 else ""
             raise ConfigurationError(
                 "GRID__INVESTMENT",
                 f"the grid needs {_money(quote_needed)} {rules.quote_asset} free, "
-                f"the account has {quote_free.normalize():f} {rules.quote_asset}",
+                f"the account has {quote_free.normalize():f} {rules.quote_asset}{counted}",
             )
+
+    async def _new_run(self, rules: MarketRules, ticker: Ticker, plan: GridPlan) -> None:
+        cfg = self._config
+        price = ticker.last
         now = self._clock.now()
         run = BotRun(
             run_id=uuid.uuid4().hex,
@@ -336,12 +387,12 @@ class GridBot:
         )
         self._log_notes(self.core.observe(ticker))
         self._log.info("resuming grid", active_orders=len(active), fills=len(fills))
-        caught_up = await self._catch_up()
+        caught_up = await self._catch_up(patient=True)
         replaced = await self._reconcile_orders()
         self._log.info("reconciled", fills_caught_up=caught_up, replaced=replaced)
         await self._carry_out(self.core.on_ticker(ticker))
 
-    async def _catch_up(self) -> int:
+    async def _catch_up(self, *, patient: bool = False) -> int:
         """Book the trades the venue has that the books lack (after a restart or a gap), paging
         through the venue's trade history from the last booked trade until it is current."""
         run = self._run_or_raise()
@@ -351,7 +402,9 @@ class GridBot:
         booked_before = self.core.fills_booked
         while True:
             page = await self._venue.retrying(
-                "fetch_my_trades", functools.partial(self._gateway.fetch_my_trades, symbol, since)
+                "fetch_my_trades",
+                functools.partial(self._gateway.fetch_my_trades, symbol, since),
+                patient=patient,
             )
             if not page:
                 break
@@ -370,7 +423,7 @@ class GridBot:
         venue_open = {
             o.client_order_id: o
             for o in await self._venue.retrying(
-                "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol)
+                "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol), patient=True
             )
         }
         replaced = 0
@@ -386,7 +439,9 @@ class GridBot:
                 continue
             if not self.core.may_be_on_venue(tracked):
                 continue
-            found = await self._venue.retrying("fetch_order", functools.partial(self._venue.look_up, cid))
+            found = await self._venue.retrying(
+                "fetch_order", functools.partial(self._venue.look_up, cid), patient=True
+            )
             if found is None:
                 if tracked.status is OrderStatus.PENDING:
                     self.core.never_sent(cid)  # booked, but the crash came before the send
@@ -419,7 +474,9 @@ class GridBot:
             return
         symbol = self._config.symbol
         trades: Sequence[Fill] = await self._venue.retrying(
-            "fetch_order_trades", lambda: self._gateway.fetch_order_trades(symbol, found.order_id)
+            "fetch_order_trades",
+            lambda: self._gateway.fetch_order_trades(symbol, found.order_id),
+            patient=True,
         )
         await self._carry_out(self.core.apply_fills(trades, now))
         current = self.core.order(cid)
@@ -427,10 +484,8 @@ class GridBot:
             price = found.average_price or tracked.price or ZERO
             await self._carry_out(self.core.infer_fill(cid, price, now))
 
-    async def _retire(self, run: BotRun, reason: str) -> None:
+    async def _retire(self, run: BotRun, active: Sequence[TrackedOrder], reason: str) -> None:
         """Cancel what an older grid on this venue left open, then close it."""
-        async with self._uow() as uow:
-            active = await uow.orders.list_active(run.run_id)
         now = self._clock.now()
         for tracked in active:
             await self._venue.cancel_tracked(tracked)
@@ -511,10 +566,10 @@ class GridBot:
         self._stopped.set()
         return decision
 
-    async def _finish(self, reason: str) -> RunOutcome:
+    async def _finish(self, reason: str, *, catch_up: bool = True) -> RunOutcome:
         run = self._run_or_raise()
         core = self.core
-        if core.halt is None:
+        if core.halt is None and catch_up:
             try:  # a clean stop books what has happened
                 async with self._lock:
                     await self._catch_up()

@@ -2,7 +2,8 @@
 
 argparse (standard library) keeps `--help` instant; everything heavy (pydantic, SQLAlchemy,
 structlog, the adapters) is imported only once a command actually runs.
-Exit codes: 0 done, 1 the venue or the bot failed (reason printed), 2 bad configuration or usage.
+Exit codes: 0 done, 1 the venue or the bot failed (reason printed), 2 bad configuration or usage,
+or another bot already runs this grid.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
 
-    from domain.errors import ConfigurationError, DomainError
+    from domain.errors import ConfigurationError, DomainError, GridInUse
 
     try:
         settings = _load(args)
@@ -88,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(settings, getattr(args, "duration", None))
     except ConfigurationError as exc:
         return _fail(exc.key, exc.problem, EXIT_CONFIG)
+    except GridInUse as exc:
+        return _fail("", str(exc), EXIT_CONFIG)
     except DomainError as exc:
         return _fail("", _plain(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
@@ -129,8 +132,8 @@ def _run(settings: Settings, duration: float | None) -> int:
 
     from bootstrap.runner import run_bot
 
-    outcome = asyncio.run(run_bot(settings, duration=duration))
-    return EXIT_OK if outcome is not None else EXIT_FAILURE
+    asyncio.run(run_bot(settings, duration=duration))  # failures raise: see main()
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- status

@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import signal
 import sys
+from collections.abc import Awaitable
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar, cast
 
 import structlog
 from returns.result import Failure
 
+from adapters.persistence.lease import GridLease
 from application.grid_bot import GridBot, RunOutcome
 from application.trade import TradeIntent, place_trade
 from bootstrap.container import build_container
 from bootstrap.settings import Settings
-from domain.errors import ConfigurationError
+from bootstrap.venues import Venue
+from domain.errors import ConfigurationError, DomainError
 from domain.models import OrderType, Side
 from domain.ports import Clock
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 async def _stop_after(clock: Clock, seconds: float, stop: asyncio.Event) -> None:
@@ -46,16 +52,37 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
 
 async def run_bot(settings: Settings, *, duration: float | None = None) -> RunOutcome | None:
     """Run the grid until a signal, --duration, a risk stop or the end of market data.
-    Open orders stay on the venue when the user stops the bot: the next start resumes them."""
+    Open orders stay on the venue when the user stops the bot: the next start resumes them.
+
+    Order of start-up: the database (opened, schema checked), then this grid's lease (one bot per
+    grid), then the venue. So every local problem is reported before the first venue call, and a
+    second bot never sends anything. Ctrl-C and --duration are honoured from the start, also
+    while the venue is waited out. None when stopped before the grid started."""
     container = build_container(settings)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
+    clock = container.clock()
     background: list[asyncio.Task[None]] = []
+    lease: GridLease | None = None
+    lost: list[str] = []
     try:
-        await container.init_resources()  # type: ignore[misc]
-        venue = await container.venue()  # type: ignore[misc]
+        database = await container.database()  # type: ignore[misc]
+        lease = GridLease(database.engine, grid_lease_name(settings), clock)
+        await lease.acquire()
+
+        def on_lost(reason: str) -> None:
+            lost.append(reason)
+            stop.set()
+
+        background.append(asyncio.create_task(lease.keep(on_lost), name="grid-lease"))
+        if duration is not None:
+            background.append(asyncio.create_task(_stop_after(clock, duration, stop), name="duration"))
+        opening = cast("Awaitable[Venue]", container.venue())  # a Resource: awaited, it opens
+        venue = await _unless_stopped(opening, stop)
+        if venue is None:
+            log.warning("stopped before the grid started")
+            return None
         bot: GridBot = await container.grid_bot()  # type: ignore[misc]
-        clock = container.clock()
         log.info(
             "bot starting",
             exchange=venue.name,
@@ -63,17 +90,19 @@ async def run_bot(settings: Settings, *, duration: float | None = None) -> RunOu
             database=_safe_url(settings.database.url),
             duration=duration,
         )
-        background = [asyncio.create_task(job(), name="venue") for job in venue.background]
+        venue_tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(job()) for job in venue.background]
+        background.extend(venue_tasks)
         if venue.ready is not None:
             await venue.ready()  # e.g. the simulated market has published its first price
-        if duration is not None:
-            background.append(asyncio.create_task(_stop_after(clock, duration, stop), name="duration"))
         bot_task = asyncio.create_task(bot.run(stop), name="grid-bot")
-        watched = {bot_task, *background}
+        watched = {bot_task, *venue_tasks}
         while True:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             if bot_task in done:
-                return bot_task.result()
+                outcome = bot_task.result()
+                if lost:
+                    raise DomainError(f"stopped: {lost[0]}")
+                return outcome
             for task in done:
                 watched.discard(task)
                 if not task.cancelled() and task.exception() is not None:
@@ -84,9 +113,39 @@ async def run_bot(settings: Settings, *, duration: float | None = None) -> RunOu
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if lease is not None and lease.held:
+            await lease.release()
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
+
+
+async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`opening`'s result, or None if `stop` is set first (then `opening` is cancelled)."""
+    task = asyncio.ensure_future(opening)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+def grid_lease_name(settings: Settings) -> str:
+    """What one bot at a time may trade: the account (venue, and API key on Binance) and symbol."""
+    exchange = settings.exchange
+    if exchange.kind == "simulated":
+        account = "simulated"
+    else:
+        key = exchange.api_key.get_secret_value() if exchange.api_key is not None else ""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]  # names the key without showing it
+        account = f"binance-{'testnet' if exchange.testnet else 'live'}-{digest}"
+    return f"{account}/{settings.trading.symbol}"
 
 
 def _safe_url(url: str) -> str:

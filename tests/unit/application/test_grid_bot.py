@@ -347,3 +347,69 @@ async def test_a_stop_interrupted_by_an_outage_completes_on_the_next_ticker() ->
     outcome = await h.task
     assert outcome.status is RunStatus.HALTED
     assert await venue.fetch_open_orders("BTC/USDT") == []
+
+
+def bot_for(store: Store, venue: FakeVenue, clock: FakeClock, config: GridBotConfig) -> GridBot:
+    return GridBot(
+        config,
+        gateway=venue,
+        market_feed=venue,
+        order_feed=venue,
+        uow_factory=lambda: InMemoryUnitOfWork(store),
+        clock=clock,
+    )
+
+
+def with_investment(investment: str, levels: int = 7) -> GridBotConfig:
+    grid = GridParams(Decimal("27000"), Decimal("33000"), levels, Spacing.GEOMETRIC, Decimal(investment))
+    return replace(make_config(), grid=grid, limits=RiskLimits(investment=grid.investment))
+
+
+async def test_a_new_grid_the_funds_cannot_carry_leaves_the_old_grid_resting_and_resumable() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock, quote=Decimal("1500"))
+    old = await (await start_bot(store, venue, clock)).finish()
+    resting = await venue.fetch_open_orders("BTC/USDT")
+    books = {cid: o.status for cid, o in store.orders.items()}
+    with pytest.raises(ConfigurationError) as refused:
+        await bot_for(store, venue, clock, with_investment("5000")).run(asyncio.Event())
+    assert refused.value.key == "GRID__INVESTMENT"
+    assert "the old grid's buys would free" in refused.value.problem
+    assert await venue.fetch_open_orders("BTC/USDT") == resting  # nothing cancelled on the venue
+    assert {cid: o.status for cid, o in store.orders.items()} == books  # nor in the books
+    assert store.runs[old.run_id].status is RunStatus.STOPPED
+    again = await start_bot(store, venue, clock)  # the old settings resume the old grid
+    assert again.bot.run_id == old.run_id
+    assert len(again.open_levels()) == 8
+    await again.finish()
+
+
+async def test_funds_the_old_grid_holds_count_toward_the_new_one() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock, quote=Decimal("1500"))
+    old = await (await start_bot(store, venue, clock)).finish()
+    free = venue.balances["USDT"]
+    locked = sum(
+        o.remaining * (o.price or 0) for o in await venue.fetch_open_orders("BTC/USDT") if o.side is Side.BUY
+    )
+    assert free < Decimal("800") < free + locked  # the new grid fits only once the old one is gone
+    new = await start_bot(store, venue, clock, with_investment("800"))
+    assert new.bot.run_id != old.run_id
+    assert store.runs[old.run_id].stop_reason == "superseded by a grid with new parameters"
+    assert len(new.open_levels()) == 6
+    await new.finish()
+
+
+async def test_a_stop_while_the_start_waits_out_the_venue_ends_the_run_cleanly_with_nothing_sent() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    venue.unavailable_reads = 10_000  # the venue is down for as long as anyone waits
+    bot = bot_for(store, venue, clock, make_config())
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.run(stop))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not task.done()  # still waiting it out
+    stop.set()
+    assert await asyncio.wait_for(task, timeout=5) is None
+    assert venue.placed == [] and store.runs == {}
