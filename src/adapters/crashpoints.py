@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from domain.models import Order, OrderRequest
+    from domain.ports import ExchangeGateway
 
 ENV_VAR = "GRIDBOT_CRASH_AT"
 
@@ -43,6 +48,28 @@ def crash_point(name: str) -> None:
     _armed[name] -= 1
     if _armed[name] <= 0:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def armed() -> bool:
+    """Whether any crash point is set (then the composition root adds the gateway's points)."""
+    return bool(_armed)
+
+
+class CrashPointGateway:
+    """An ExchangeGateway with the `before_send` and `after_send` crash points around
+    place_order; every other call goes straight through."""
+
+    def __init__(self, inner: ExchangeGateway) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        crash_point("before_send")
+        order = await self._inner.place_order(request)
+        crash_point("after_send")
+        return order
 
 
 def arm(spec: str) -> None:

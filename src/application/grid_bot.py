@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import TypeVar
 
 import structlog
 from returns.result import Failure
@@ -51,6 +52,7 @@ from domain.rules import MarketRules
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
 CHASE_INTERVAL_S = 5.0  # how often the trades of orders booked with inferred fills are looked for
 
 
@@ -119,6 +121,7 @@ class GridBot:
         self._run: BotRun | None = None
         self._core: GridCore | None = None
         self._stopped = asyncio.Event()
+        self._reading = asyncio.Event()  # set while the start waits on a venue read
         self._last_chase = float("-inf")
 
     # ------------------------------------------------------------------ public
@@ -173,30 +176,45 @@ class GridBot:
         return await self._finish(reason)
 
     async def _start_unless_stopped(self, stop: asyncio.Task[object]) -> bool:
-        """start(), abandoned if `stop` completes first: the start may be waiting out a ban or an
-        outage. Abandoning it is as safe as a crash there (an order booked PENDING is looked up
-        on the next start). True when the start completed."""
+        """start(), unless `stop` completes while the start waits on a venue read (it may be
+        waiting out a ban or an outage for a long time): then the start is abandoned, which is
+        safe, as nothing is decided during a read. A stop that comes while the start is placing
+        orders lets it finish, so the stop is a clean one. True when the start completed."""
         starting = asyncio.create_task(self.start(), name="grid-start")
         await asyncio.wait([starting, stop], return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()
-            return True
-        starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await starting
-        return False
+        while not starting.done():
+            if self._reading.is_set():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                return False
+            reading = asyncio.create_task(self._reading.wait())
+            await asyncio.wait([starting, reading], return_when=asyncio.FIRST_COMPLETED)
+            reading.cancel()
+        starting.result()
+        return True
+
+    async def _read_patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A venue read the start cannot go on without: waited out however long the venue is
+        rate limited or down (a stop may abandon the start meanwhile: see _start_unless_stopped)."""
+        self._reading.set()
+        try:
+            return await self._venue.retrying(what, call, patient=True)
+        finally:
+            self._reading.clear()
+
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]], *, patient: bool) -> T:
+        if patient:
+            return await self._read_patiently(what, call)
+        return await self._venue.retrying(what, call)
 
     async def start(self) -> None:
         """Resume the latest run on this venue if it has the same grid, else start a new one.
         A new grid is checked in full (range, filters, fees, funds) before an old one is touched:
         a refused change leaves the old grid resting and resumable. The caller holds the lock."""
         symbol = self._config.symbol
-        rules = await self._venue.retrying(
-            "market_rules", lambda: self._gateway.market_rules(symbol), patient=True
-        )
-        ticker = await self._venue.retrying(
-            "fetch_ticker", lambda: self._gateway.fetch_ticker(symbol), patient=True
-        )
+        rules = await self._read_patiently("market_rules", lambda: self._gateway.market_rules(symbol))
+        ticker = await self._read_patiently("fetch_ticker", lambda: self._gateway.fetch_ticker(symbol))
         fingerprint = self._config.grid.fingerprint(symbol)
         async with self._uow() as uow:
             latest = await uow.runs.latest(symbol, exclude_fingerprint=MANUAL_FINGERPRINT)
@@ -289,7 +307,7 @@ class GridBot:
         self, rules: MarketRules, ticker: Ticker, plan: GridPlan, *, freed: Decimal
     ) -> None:
         """The grid's quote must be free, counting what cancelling the old grid would free."""
-        balances = await self._venue.retrying("fetch_balances", self._gateway.fetch_balances, patient=True)
+        balances = await self._read_patiently("fetch_balances", self._gateway.fetch_balances)
         quote_free = balances[rules.quote_asset].free if rules.quote_asset in balances else ZERO
         quote_needed = plan.quote_for_buys + plan.base_to_buy * ticker.ask
         if quote_free + freed < quote_needed:
@@ -401,7 +419,7 @@ class GridBot:
         symbol = self._config.symbol
         booked_before = self.core.fills_booked
         while True:
-            page = await self._venue.retrying(
+            page = await self._read(
                 "fetch_my_trades",
                 functools.partial(self._gateway.fetch_my_trades, symbol, since),
                 patient=patient,
@@ -422,8 +440,8 @@ class GridBot:
         symbol = self._config.symbol
         venue_open = {
             o.client_order_id: o
-            for o in await self._venue.retrying(
-                "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol), patient=True
+            for o in await self._read_patiently(
+                "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol)
             )
         }
         replaced = 0
@@ -439,9 +457,7 @@ class GridBot:
                 continue
             if not self.core.may_be_on_venue(tracked):
                 continue
-            found = await self._venue.retrying(
-                "fetch_order", functools.partial(self._venue.look_up, cid), patient=True
-            )
+            found = await self._read_patiently("fetch_order", functools.partial(self._venue.look_up, cid))
             if found is None:
                 if tracked.status is OrderStatus.PENDING:
                     self.core.never_sent(cid)  # booked, but the crash came before the send
@@ -473,10 +489,8 @@ class GridBot:
         if found.filled <= 0:
             return
         symbol = self._config.symbol
-        trades: Sequence[Fill] = await self._venue.retrying(
-            "fetch_order_trades",
-            lambda: self._gateway.fetch_order_trades(symbol, found.order_id),
-            patient=True,
+        trades: Sequence[Fill] = await self._read_patiently(
+            "fetch_order_trades", lambda: self._gateway.fetch_order_trades(symbol, found.order_id)
         )
         await self._carry_out(self.core.apply_fills(trades, now))
         current = self.core.order(cid)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from typing import cast
 
 from dependency_injector import containers, providers
 
+from adapters import crashpoints
 from adapters.clock import SystemClock
 from adapters.persistence.database import Database, open_database
 from application.grid_bot import GridBot, GridBotConfig
 from bootstrap.settings import Settings
 from bootstrap.venues import Venue, binance_venue, simulated_venue
 from domain.grid import GridParams, Spacing
+from domain.ports import ExchangeGateway
 from domain.risk import MarketStateThresholds, RiskLimits
 
 
@@ -63,9 +66,12 @@ def grid_bot_config(settings: Settings, venue: Venue) -> GridBotConfig:
 
 
 def _build_bot(settings: Settings, venue: Venue, database: Database, clock: SystemClock) -> GridBot:
+    gateway: ExchangeGateway = venue.gateway
+    if crashpoints.armed():  # GRIDBOT_CRASH_AT: the kill tests' points around sending an order
+        gateway = cast("ExchangeGateway", crashpoints.CrashPointGateway(gateway))
     return GridBot(
         grid_bot_config(settings, venue),
-        gateway=venue.gateway,
+        gateway=gateway,
         market_feed=venue.market_feed,
         order_feed=venue.order_feed,
         uow_factory=database.uow,

@@ -255,8 +255,10 @@ def _fill_from_row(row: RowMapping) -> BookedFill:
 class SqlAlchemyFillRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self.added = 0  # fills added in this unit of work (the kill tests' `booking_fills` point)
 
     async def add(self, booked: BookedFill) -> None:
+        self.added += 1
         trade_id, run_id = booked.fill.trade_id, booked.run_id
         action = f"booking fill {trade_id} for run {run_id}"
         with database_errors(action):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Self
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from adapters.crashpoints import crash_point
 from adapters.persistence.repositories import (
     SqlAlchemyFillRepository,
     SqlAlchemyOrderRepository,
@@ -76,7 +77,7 @@ class SqlAlchemyUnitOfWork:
         session = self._sessions()
         self._session = session
         self.orders = SqlAlchemyOrderRepository(session)
-        self.fills = SqlAlchemyFillRepository(session)
+        self.fills = self._fills = SqlAlchemyFillRepository(session)
         self.runs = SqlAlchemyRunRepository(session)
         return self
 
@@ -104,6 +105,8 @@ class SqlAlchemyUnitOfWork:
                 self._gate.release()
 
     async def commit(self) -> None:
+        if self._fills.added:
+            crash_point("booking_fills")  # a kill here: the whole batch is rolled back, none half-booked
         with database_errors("committing the unit of work"):
             await self._open_session().commit()
 
