@@ -12,10 +12,14 @@ the adapter package stays cheap for profiles that never talk to Binance.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from domain.errors import (
     AuthenticationError,
@@ -52,6 +56,10 @@ _SIGNATURE = re.compile(r"(signature=)[0-9a-zA-Z%]+")
 _DDOS_STATUS = re.compile(r"^\S+ (418|429) ")
 _HTTP_STATUS = re.compile(r"\b(?:GET|POST|PUT|DELETE) \S+ (\d{3}) ")
 _BANNED_UNTIL = re.compile(r"banned until (\d{10,})")
+# ccxt's message for a transport failure: "binance GET https://host:port/api/v3/path?query".
+_REQUEST_URL = re.compile(r"\b(?:GET|POST|PUT|DELETE) (https?://\S+)")
+# "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)" -> "wrong version number".
+_SSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
 
 
 class CircuitOpen(ExchangeUnavailable):
@@ -98,6 +106,8 @@ class VenueFailure:
     kinds: frozenset[str]  # names of the ccxt classes along the exception's MRO
     retry_after: float | None = None
     banned_until_ms: int | None = None
+    # Why the venue could not be reached at all (no HTTP answer), in plain words; see network_reason.
+    network: str | None = None
 
     @property
     def is_maintenance(self) -> bool:
@@ -116,6 +126,99 @@ def sanitize(text: str) -> str:
 
 def _ccxt_kinds(exc: BaseException) -> frozenset[str]:
     return frozenset(cls.__name__ for cls in type(exc).__mro__ if cls.__module__.startswith("ccxt"))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, what it was raised from or while handling, and the OS error an aiohttp connector
+    error wraps (its `os_error` / `certificate_error`), breadth first, each once."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < 32:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        for name in ("__cause__", "__context__", "os_error", "certificate_error"):
+            linked = getattr(current, name, None)
+            if isinstance(linked, BaseException):
+                todo.append(linked)
+    return found
+
+
+def _class_names(chain: list[BaseException]) -> frozenset[str]:
+    return frozenset(cls.__name__ for exc in chain for cls in type(exc).__mro__)
+
+
+def _endpoint(chain: list[BaseException]) -> tuple[str, int | None] | None:
+    """Host and port of the connection that failed: aiohttp's connector error names them, else
+    the URL in ccxt's message does. Never the URL itself (its query may be signed)."""
+    for exc in chain:
+        host = getattr(exc, "host", None)
+        if type(exc).__module__.startswith("aiohttp") and isinstance(host, str) and host:
+            port = getattr(exc, "port", None)
+            return host, port if isinstance(port, int) else None
+    for exc in chain:
+        match = _REQUEST_URL.search(str(exc))
+        if match is None:
+            continue
+        parts = urlsplit(match.group(1))
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.hostname:
+            return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    return None
+
+
+def _errno_in(chain: list[BaseException], kind: type[OSError], code: int) -> bool:
+    return any(isinstance(exc, kind) or (isinstance(exc, OSError) and exc.errno == code) for exc in chain)
+
+
+def network_reason(exc: BaseException, *, timeout_s: float | None = None) -> str | None:
+    """Why a request got no HTTP answer at all, in plain words, from the exception chain ccxt and
+    aiohttp build: "DNS lookup failed (host: ...)", "connection refused (host:port)",
+    "timed out after N s (host:port)", "TLS/SSL handshake failed (host:port: ...)", and a few
+    rarer ones. None when the chain shows no transport failure (the venue answered something)."""
+    chain = _chain(exc)
+    names = _class_names(chain)
+    endpoint = _endpoint(chain)
+    host = None if endpoint is None else endpoint[0]
+    address = None
+    if endpoint is not None:
+        shown = f"[{host}]" if host is not None and ":" in host else host
+        address = shown if endpoint[1] is None else f"{shown}:{endpoint[1]}"
+
+    def detail(*parts: str | None) -> str:
+        kept = [part for part in parts if part]
+        return f" ({': '.join(kept)})" if kept else ""
+
+    dns = next((e for e in chain if isinstance(e, socket.gaierror)), None)
+    if dns is not None or "ClientConnectorDNSError" in names:
+        return "DNS lookup failed" + detail(host, None if dns is None else dns.strerror)
+    # ssl's own error (certificate errors included), not aiohttp's wrapper of it.
+    tls = next(
+        (e for e in chain if isinstance(e, ssl.SSLError) and not type(e).__module__.startswith("aiohttp")),
+        None,
+    )
+    if tls is not None or "ClientSSLError" in names:
+        why = None if tls is None else _SSL_NOISE.sub("", str(tls))
+        return "TLS/SSL handshake failed" + detail(address, why or None)
+    if any(isinstance(e, TimeoutError) for e in chain) or "RequestTimeout" in names:
+        after = "" if timeout_s is None else f" after {timeout_s:g} s"
+        return "timed out" + after + detail(address)
+    if _errno_in(chain, ConnectionRefusedError, errno.ECONNREFUSED):
+        return "connection refused" + detail(address)
+    if _errno_in(chain, ConnectionResetError, errno.ECONNRESET):
+        return "connection reset by the venue" + detail(address)
+    if "ServerDisconnectedError" in names:
+        return "the venue closed the connection without answering" + detail(address)
+    os_error = next((e for e in chain if isinstance(e, OSError)), None)
+    if os_error is not None:
+        return "network error" + detail(address, os_error.strerror or type(os_error).__name__)
+    if "ClientConnectionError" in names:
+        return "connection failed" + detail(address)
+    return None
 
 
 def _json_object_in(text: str | None) -> Mapping[str, object] | None:
@@ -168,8 +271,10 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def describe_failure(exc: BaseException) -> VenueFailure:
-    """Read status, Binance code and message, and Retry-After from a ccxt (or network) exception."""
+def describe_failure(exc: BaseException, *, timeout_s: float | None = None) -> VenueFailure:
+    """Read status, Binance code and message, and Retry-After from a ccxt (or network) exception.
+    A request that got no HTTP answer at all is described by `network_reason` (`timeout_s`, the
+    request timeout, goes into a timeout's message)."""
     reply = reply_of(exc)
     text = str(exc)
     body = _json_object_in(reply.body if reply is not None and reply.body else None) or _json_object_in(text)
@@ -186,6 +291,9 @@ def describe_failure(exc: BaseException) -> VenueFailure:
         message = f"HTTP {reply.status} {reply.reason}" + (f": {detail}" if detail else "")
     else:
         message = text or type(exc).__name__
+    network = network_reason(exc, timeout_s=timeout_s) if status is None else None
+    if network is not None:
+        message = network
     banned = _BANNED_UNTIL.search(message)
     return VenueFailure(
         status=status,
@@ -194,6 +302,7 @@ def describe_failure(exc: BaseException) -> VenueFailure:
         kinds=_ccxt_kinds(exc),
         retry_after=_retry_after(reply.header("Retry-After")) if reply is not None else None,
         banned_until_ms=int(banned.group(1)) if banned else None,
+        network=None if network is None else sanitize(network),
     )
 
 
@@ -210,6 +319,8 @@ def to_domain_error(failure: VenueFailure, *, now_ms: int | None = None) -> Exch
     if retry_after is None and failure.banned_until_ms is not None and now_ms is not None:
         retry_after = max(0.0, (failure.banned_until_ms - now_ms) / 1000)
 
+    if failure.network is not None:
+        return ExchangeUnavailable(message)  # nothing answered: DNS, refused, timeout, TLS...
     if status in (418, 429) or code in _RATE_CODES:
         prefix = "IP banned by Binance (HTTP 418): " if status == 418 else ""
         return RateLimited(prefix + message, code=code, retry_after=retry_after)
@@ -270,16 +381,23 @@ def is_clock_skew(error: ExchangeError) -> bool:
     return error.code == CODE_INVALID_TIMESTAMP
 
 
-def map_exception(exc: BaseException, *, now_ms: int | None = None) -> ExchangeError:
-    """Any exception out of a ccxt call -> a domain error. Non-ccxt network exceptions (aiohttp,
-    asyncio timeouts, OSError) are transient; anything else from inside ccxt means the venue sent
-    something ccxt could not digest."""
+def map_exception(
+    exc: BaseException, *, now_ms: int | None = None, timeout_s: float | None = None
+) -> ExchangeError:
+    """Any exception out of a ccxt call -> a domain error. Network failures (no HTTP answer:
+    DNS, refused, timeout, TLS, reset, whether ccxt wrapped them or not) are transient
+    ExchangeUnavailable whose message says why in plain words (`network_reason`; `timeout_s` is
+    the request timeout); anything else from inside ccxt means the venue sent something ccxt
+    could not digest."""
     if isinstance(exc, ExchangeError):
         return exc
     if not _ccxt_kinds(exc):
+        reason = network_reason(exc, timeout_s=timeout_s)
+        if reason is not None:
+            return ExchangeUnavailable(sanitize(reason))
         if isinstance(exc, TimeoutError | OSError | ConnectionError):
             return ExchangeUnavailable(f"network failure: {sanitize(str(exc)) or type(exc).__name__}")
         if type(exc).__module__.startswith("aiohttp"):
             return ExchangeUnavailable(f"HTTP client failure: {sanitize(str(exc)) or type(exc).__name__}")
         return InvalidResponse(f"unreadable venue answer ({type(exc).__name__}: {sanitize(str(exc))})")
-    return to_domain_error(describe_failure(exc), now_ms=now_ms)
+    return to_domain_error(describe_failure(exc, timeout_s=timeout_s), now_ms=now_ms)
