@@ -4,6 +4,11 @@ Every call goes: circuit breaker -> (time resync when due) -> ccxt -> error mapp
 retry loop for transient failures; the rate limiter sits inside ccxt's request path (client.py).
 Placement is the one call that is never blindly retried: after a failure whose outcome is
 unknown it looks the order up by client order id first.
+
+Start-up (`start`, run by `open_binance_gateway`) is patient instead: until exchangeInfo and the
+server time have been read, a 429/418 is waited out to its end and an unreachable venue is tried
+again with backoff, for as long as it takes (or until the task is cancelled), one log line per
+wait. Those calls bypass the retry policy and the circuit breaker, which serve the running bot.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import structlog
 from adapters.binance.circuit_breaker import BreakerState, CircuitBreaker
 from adapters.binance.client import CcxtBinance, create_client
 from adapters.binance.config import BinanceConfig
-from adapters.binance.errors import CircuitOpen, UnderMaintenance, is_clock_skew, map_exception
+from adapters.binance.errors import CircuitOpen, UnderMaintenance, is_clock_skew, map_exception, reply_of
 from adapters.binance.parsing import (
     as_list,
     as_payload,
@@ -31,7 +36,7 @@ from adapters.binance.parsing import (
     parse_trade,
 )
 from adapters.binance.rate_limit import LimiterHooks, RateLimiter, parse_rate_limits
-from adapters.binance.retry import RetryPolicy, is_retryable
+from adapters.binance.retry import RetryPolicy, backoff_s, is_retryable, rate_limit_wait_s
 from adapters.binance.time_sync import TimeSync
 from domain.errors import (
     DuplicateOrder,
@@ -42,6 +47,7 @@ from domain.errors import (
     InvalidResponse,
     OrderNotFound,
     OrderStateUnknown,
+    RateLimited,
 )
 from domain.models import Balance, Fill, Order, OrderRequest, OrderType, Ticker
 from domain.ports import Clock, ExchangeGateway
@@ -53,6 +59,7 @@ T = TypeVar("T")
 
 MY_TRADES_PAGE = 1000  # Binance's maximum `limit` for myTrades: one page of trades
 _CLIENT_ID_CACHE_SIZE = 10_000
+_MIN_SLEEP_S = 0.001  # the shortest top-up sleep: a simulated clock rounds shorter ones to nothing
 
 
 def _plain(value: Decimal) -> str:
@@ -133,7 +140,11 @@ class BinanceGateway:
         if isinstance(exc, ExchangeError):
             error = exc
         else:
-            error = map_exception(exc, now_ms=self._client.milliseconds() - self._time.difference_ms)
+            error = map_exception(
+                exc,
+                now_ms=self._client.milliseconds() - self._time.difference_ms,
+                timeout_s=self._config.request_timeout_s,
+            )
         self._note_failure(error)
         return error
 
@@ -202,11 +213,61 @@ class BinanceGateway:
         # A plain function handing back the retry loop's awaitable: no coroutine frame of its own.
         return self._retry.run(lambda: self._attempt(fn, signed=signed))
 
-    # -- markets ----------------------------------------------------------------------------------
+    # -- start-up ---------------------------------------------------------------------------------
+    async def _patiently(self, call: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """A start-up call, tried until the venue answers it. A 429/418 is waited out to its end
+        (`rate_limit_wait_s`); an unreachable venue (network, timeout, TLS, 5xx, maintenance) is
+        tried again with exponential backoff and jitter, capped at a minute, forever. Each wait is
+        one log line naming the call, the wait and the reason; nothing is sent while it lasts. A
+        refusal (bad key, unreadable answer) is raised: waiting would not mend it. Cancelling the
+        task ends a wait at once (it sleeps on the Clock port)."""
+        attempt = backoffs = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._invoke(fn)
+            except RateLimited as error:
+                now = self._clock.now().timestamp()
+                known = rate_limit_wait_s(error, blocked_for_s=self._limiter.blocked_for(now))
+                if known is None:
+                    backoffs += 1
+                    wait = backoff_s(backoffs)
+                else:
+                    backoffs = 0  # the venue answered: it is reachable
+                    wait = known
+                # The limiter holds every request back for as long, whoever asks.
+                self._limiter.block_until(now + wait)
+                cause = error.__cause__
+                reply = reply_of(cause) if cause is not None else None
+                log.warning(
+                    "venue rate limited at start-up; waiting",
+                    call=call,
+                    status=None if reply is None else reply.status,
+                    attempt=attempt,
+                    wait_s=round(wait, 3),
+                    reason=str(error),
+                )
+            except ExchangeUnavailable as error:
+                backoffs += 1
+                wait = backoff_s(backoffs)
+                log.warning(
+                    "venue unreachable at start-up; retrying",
+                    call=call,
+                    attempt=attempt,
+                    wait_s=round(wait, 3),
+                    reason=str(error),
+                )
+            await self._clock.sleep(wait)
+            # The limiter's hold may end a hair later than `wait` (float clock readings): top up
+            # quietly rather than have the next request log a wait of its own.
+            while (rest := self._limiter.blocked_for(self._clock.now().timestamp())) > 0:
+                await self._clock.sleep(max(rest, _MIN_SLEEP_S))
+
     async def start(self) -> None:
-        """Load markets and rate limits (one exchangeInfo request) and measure the clock offset."""
-        await self._ensure_markets()
-        await self._call(lambda: self._sync_time("start"))
+        """Load markets and rate limits (one exchangeInfo request) and measure the clock offset,
+        patiently: this returns once the venue has answered both (see `_patiently`)."""
+        await self._ensure_markets(at_start=True)
+        await self._patiently("time", lambda: self._sync_time("start"))
         log.info(
             "binance.gateway.started",
             config=repr(self._config),
@@ -217,7 +278,7 @@ class BinanceGateway:
         loaded_at = self._markets_loaded_at
         return loaded_at is not None and self._clock.monotonic() - loaded_at < self._config.markets_ttl_s
 
-    async def _ensure_markets(self) -> None:
+    async def _ensure_markets(self, *, at_start: bool = False) -> None:
         if self._markets_fresh():
             return
         async with self._markets_lock:
@@ -225,7 +286,10 @@ class BinanceGateway:
                 return  # another task reloaded them while this one waited
             loaded_at = self._markets_loaded_at
             reload = loaded_at is not None
-            await self._call(lambda: self._client.load_markets(reload=reload))
+            if at_start:
+                await self._patiently("exchangeInfo", lambda: self._client.load_markets(reload=reload))
+            else:
+                await self._call(lambda: self._client.load_markets(reload=reload))
             info = self._client.gridbot_exchange_info
             if info is None:
                 raise InvalidResponse("exchangeInfo was not received")
@@ -482,7 +546,9 @@ def _info(result: object, where: str) -> Mapping[str, object]:
 @asynccontextmanager
 async def open_binance_gateway(config: BinanceConfig, clock: Clock) -> AsyncIterator[BinanceGateway]:
     """The gateway with its ccxt client (one per process): markets, rate limits and clock offset
-    are loaded before it is handed out; the client is closed on exit."""
+    are loaded before it is handed out, however long the venue takes to answer (rate limits are
+    waited out, an unreachable venue is retried; cancel the task to give up); the client is
+    closed on exit."""
     limiter = RateLimiter(clock, budget_fraction=config.weight_budget_fraction)
     client = create_client(config, LimiterHooks(limiter, clock), clock)
     try:

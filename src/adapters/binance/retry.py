@@ -4,10 +4,15 @@ Only transient trouble is retried: network errors, timeouts, 5xx. Refusals (auth
 balance, unknown order) would fail the same way again; a rate limit is handled by the limiter,
 which already holds every request back until Retry-After; maintenance lasts longer than any
 backoff; an open circuit means "stop calling".
+
+Start-up is the exception: until the venue has answered once the bot has nothing to do but wait,
+so there a rate limit is waited out (`rate_limit_wait_s`) and an unreachable venue is tried again
+and again (`backoff_s`, with a longer cap).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -21,7 +26,7 @@ from tenacity import (
 )
 
 from adapters.binance.errors import CircuitOpen, UnderMaintenance
-from domain.errors import ExchangeUnavailable, OrderStateUnknown
+from domain.errors import ExchangeUnavailable, OrderStateUnknown, RateLimited
 from domain.ports import Clock
 
 log = structlog.get_logger(__name__)
@@ -32,6 +37,7 @@ MAX_ATTEMPTS = 5
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 30.0
 BACKOFF_JITTER_S = 1.0
+STARTUP_BACKOFF_MAX_S = 60.0
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -100,3 +106,24 @@ class RetryPolicy:
 
         result: T = await self.retrying()(call)
         return result
+
+
+def backoff_s(
+    failures: int,
+    *,
+    initial_s: float = BACKOFF_INITIAL_S,
+    max_s: float = STARTUP_BACKOFF_MAX_S,
+    jitter_s: float = BACKOFF_JITTER_S,
+) -> float:
+    """The wait after the `failures`-th failure in a row, as tenacity's wait_exponential_jitter
+    computes it: initial * 2^(failures-1) plus up to `jitter_s` at random, at most `max_s`."""
+    exponent = min(max(failures, 1) - 1, 64)  # 2**64 s is past any cap already
+    return min(initial_s * 2.0**exponent + random.uniform(0, jitter_s), max_s)
+
+
+def rate_limit_wait_s(error: RateLimited, *, blocked_for_s: float) -> float | None:
+    """How long a start-up call waits out a 429 or a 418 ban: to its end, i.e. the venue's
+    Retry-After, the ban's end or the limiter's own hold (which has a default when the venue
+    named no time), whichever is longest. None when none of them is known: back off then."""
+    wait = max(error.retry_after or 0.0, blocked_for_s)
+    return wait if wait > 0 else None

@@ -89,6 +89,7 @@ class _Fault:
     times: int
     status: int = 503
     body: JsonObject | None = None
+    retry_after: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return self.path == path and (self.method is None or self.method == method)
@@ -333,11 +334,13 @@ class FakeBinance:
         times: int = 1,
         body: JsonObject | None = None,
         method: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         """Answer the next `times` requests to `path` with `status` without processing them.
         Without `body`, a 5xx comes as an HTML page with no Binance code (ccxt: ExchangeNotAvailable),
-        a 418/429 as -1003 with Retry-After: 1, anything else as -1000."""
-        self._faults.append(_Fault(_normalise_path(path), method, times, status, body))
+        a 418/429 as -1003, anything else as -1000. A 418/429 carries `Retry-After: retry_after`
+        (seconds; 1 when not given)."""
+        self._faults.append(_Fault(_normalise_path(path), method, times, status, body, retry_after))
 
     def fail_next_after_processing(
         self, path: str, *, status: int = 500, times: int = 1, method: str | None = None
@@ -469,7 +472,8 @@ class FakeBinance:
 
     @staticmethod
     def _fault_answer(fault: _Fault) -> _Answer:
-        headers = {"Retry-After": "1"} if fault.status in (418, 429) else {}
+        retry_after = 1 if fault.retry_after is None else fault.retry_after
+        headers = {"Retry-After": str(retry_after)} if fault.status in (418, 429) else {}
         if fault.body is not None:
             return _Answer(fault.body, status=fault.status, headers=headers)
         if fault.status >= 500:
