@@ -11,7 +11,14 @@ from dataclasses import replace
 from typing import TypeVar
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_never,
+    wait_exponential_jitter,
+)
 
 from domain.errors import (
     DuplicateOrder,
@@ -27,6 +34,8 @@ from domain.ports import Clock, ExchangeGateway
 
 T = TypeVar("T")
 TRANSIENT = (ExchangeUnavailable, RateLimited)
+BACKOFF_MAX_S = 30.0  # between the bounded attempts (stopping, reconciling)
+PATIENT_BACKOFF_MAX_S = 60.0  # between the endless attempts of a patient call (starting)
 
 log = structlog.get_logger(__name__)
 
@@ -41,26 +50,38 @@ class VenueCalls:
         self._attempts = attempts
         self.log = log.bind(symbol=symbol)
 
-    async def retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, what: str, call: Callable[[], Awaitable[T]], *, patient: bool = False) -> T:
         """A venue call the bot cannot go on without (start, reconcile, stop): transient failures
-        are retried with exponential backoff and jitter on the clock port, then re-raised."""
+        are retried with exponential backoff and jitter on the clock port, one log line each.
+
+        Bounded (the default): at most the configured attempts, then the last failure is
+        re-raised; for stopping, where waiting for ever would hang a Ctrl-C.
+        Patient: until the call succeeds or a non-transient error is raised, for starting, when
+        the bot has nothing better to do. A RateLimited is waited out for its `retry_after`
+        (exponential backoff when the venue named no time), an ExchangeUnavailable is retried
+        with backoff capped at a minute. Cancelling the task ends the wait at once."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT),
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=1, max=30),
+            stop=stop_never if patient else stop_after_attempt(self._attempts),
+            wait=_patient_wait if patient else wait_exponential_jitter(initial=1, max=BACKOFF_MAX_S),
             sleep=self._clock.sleep,
             reraise=True,
-            before_sleep=lambda state: self.log.warning(
-                "venue call failed; retrying",
-                call=what,
-                attempt=state.attempt_number,
-                reason=str(state.outcome.exception()) if state.outcome else "",
-            ),
+            before_sleep=lambda state: self._log_retry(what, state),
         )
         async for attempt in retrying:
             with attempt:
                 return await call()
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _log_retry(self, what: str, state: RetryCallState) -> None:
+        outcome, action = state.outcome, state.next_action
+        self.log.warning(
+            "venue call failed; retrying",
+            call=what,
+            attempt=state.attempt_number,
+            wait_s=round(action.sleep, 3) if action is not None else None,
+            reason=str(outcome.exception()) if outcome is not None else "",
+        )
 
     async def look_up(self, client_order_id: str) -> Order | None:
         try:
@@ -123,3 +144,14 @@ class VenueCalls:
             )
         except OrderNotFound:
             return None  # already gone: nothing to cancel
+
+
+_patient_backoff = wait_exponential_jitter(initial=1, max=PATIENT_BACKOFF_MAX_S)
+
+
+def _patient_wait(state: RetryCallState) -> float:
+    """A patient call's wait: a rate limit's own Retry-After, else exponential backoff."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, RateLimited) and error.retry_after is not None and error.retry_after > 0:
+        return error.retry_after
+    return _patient_backoff(state)
