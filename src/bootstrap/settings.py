@@ -99,7 +99,7 @@ class SimulatorSettings(_Section):
     step_size: PositiveDec = Decimal("0.00001")
     min_notional: Dec = Field(default=Decimal("5"), ge=0)
     max_num_orders: int = Field(default=200, ge=1)
-    state_file: Path | None = Path("var/simulated-exchange.json")  # keeps resting orders across restarts
+    state_file: Path | None = Path("var/simulated-exchange.sqlite3")  # written at every change
     latency_s: float = Field(default=0.0, ge=0)  # fault injection: delay before every request
     reject_rate: Fraction = Decimal("0")  # fault injection: share of requests answered "unavailable"
 

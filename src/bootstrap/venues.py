@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import partial
 
 import structlog
 
@@ -55,66 +56,93 @@ def simulated_rules(settings: Settings) -> MarketRules:
 
 @asynccontextmanager
 async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
-    """The in-process matching engine, fed by the synthetic path or a candle file. Its state is kept
-    in a JSON file between runs so a restarted bot finds its resting orders again."""
+    """The in-process matching engine, fed by the synthetic path or a candle file. Its state is
+    written to its own SQLite file at every change (one book per symbol), so a restarted bot, even
+    after a kill, finds the exchange as it last saw it. The file is opened, locked and written
+    here, before anything runs: a file that cannot be used is a configuration error."""
     from adapters.simulated.engine import MatchingEngine
     from adapters.simulated.exchange import FaultConfig, SimulatedExchange
     from adapters.simulated.price_source import CandleFilePriceSource, PriceSource, SyntheticPriceSource
-    from adapters.simulated.state_store import JsonStateStore
+    from adapters.simulated.state_store import SqliteStateStore, StateFileError
 
     sim = settings.simulator
     rules = simulated_rules(settings)
-    store = JsonStateStore(sim.state_file) if sim.state_file is not None else None
-    engine: MatchingEngine | None = None
-    if store is not None:
-        try:
-            state = store.load()
-        except ValueError as exc:
-            raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
-        if state is not None:
-            restored = MatchingEngine.restore(state)
-            if restored.rules == rules:
-                engine = restored
-                log.info(
-                    "simulated exchange restored",
-                    state_file=str(sim.state_file),
-                    open_orders=len(engine.open_orders()),
-                )
-            else:
-                log.warning(
-                    "simulated exchange state is for other market rules; starting afresh",
-                    state_file=str(sim.state_file),
-                )
-    if engine is None:
-        engine = MatchingEngine(
-            rules,
-            {rules.quote_asset: sim.quote_balance, rules.base_asset: sim.base_balance},
-            maker_fee=sim.maker_fee,
-            taker_fee=sim.taker_fee,
-        )
-    source: PriceSource
-    if sim.candles_file is not None:
-        source = CandleFilePriceSource(sim.candles_file, start_time_override=clock.now())
-    else:
-        source = SyntheticPriceSource(
-            start_price=engine.last_price or sim.start_price,
-            tick_size=rules.tick_size,
-            seed=sim.seed,
-            volatility=sim.volatility,
-            step_seconds=sim.step_seconds,
-            start_time=clock.now(),
-            reversion=sim.reversion,
-        )
-    faults = FaultConfig(latency_seconds=sim.latency_s, reject_rate=sim.reject_rate, seed=sim.seed)
-    exchange = SimulatedExchange(engine, source, clock, step_interval=sim.step_interval_s, faults=faults)
+    store: SqliteStateStore | None = None
     try:
-        yield Venue(
-            "simulated", exchange, exchange, exchange, background=(exchange.run,), stop=exchange.close
+        engine: MatchingEngine | None = None
+        if sim.state_file is not None:
+            try:
+                store = SqliteStateStore.open(sim.state_file)
+                engine = store.load(rules.symbol)
+            except StateFileError as exc:
+                raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
+        if engine is not None:
+            differences = [
+                f"{name} {getattr(engine.rules, name)} (settings: {getattr(rules, name)})"
+                for name in (f.name for f in fields(rules))
+                if getattr(engine.rules, name) != getattr(rules, name)
+            ]
+            if differences:
+                raise ConfigurationError(
+                    "SIMULATOR__STATE_FILE",
+                    f"{sim.state_file} holds a {rules.symbol} book made with other market rules: "
+                    f"{', '.join(differences)}; use another state file or restore the settings",
+                )
+            log.info(
+                "simulated exchange restored",
+                symbol=rules.symbol,
+                state_file=str(sim.state_file),
+                open_orders=len(engine.open_orders()),
+            )
+        else:
+            engine = MatchingEngine(
+                rules,
+                {rules.quote_asset: sim.quote_balance, rules.base_asset: sim.base_balance},
+                maker_fee=sim.maker_fee,
+                taker_fee=sim.taker_fee,
+            )
+            if store is not None:
+                kept = [symbol for symbol in store.symbols() if symbol != rules.symbol]
+                store.save_book(engine)
+                log.info(
+                    "simulated exchange: new book; the other symbols' books are kept"
+                    if kept
+                    else "simulated exchange: new book",
+                    symbol=rules.symbol,
+                    kept=kept,
+                    state_file=str(sim.state_file),
+                )
+        source: PriceSource
+        if sim.candles_file is not None:
+            source = CandleFilePriceSource(sim.candles_file, start_time_override=clock.now())
+        else:
+            source = SyntheticPriceSource(
+                start_price=engine.last_price or sim.start_price,
+                tick_size=rules.tick_size,
+                seed=sim.seed,
+                volatility=sim.volatility,
+                step_seconds=sim.step_seconds,
+                start_time=clock.now(),
+                reversion=sim.reversion,
+            )
+        faults = FaultConfig(latency_seconds=sim.latency_s, reject_rate=sim.reject_rate, seed=sim.seed)
+        exchange = SimulatedExchange(
+            engine,
+            source,
+            clock,
+            step_interval=sim.step_interval_s,
+            faults=faults,
+            on_change=None if store is None else partial(store.save_changes, engine),
         )
+        try:
+            yield Venue(
+                "simulated", exchange, exchange, exchange, background=(exchange.run,), stop=exchange.close
+            )
+        finally:
+            exchange.close()
     finally:
-        exchange.close()
         if store is not None:
-            store.save(engine.snapshot())
+            store.close()
 
 
 @asynccontextmanager

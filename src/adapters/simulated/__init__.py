@@ -12,17 +12,17 @@ from adapters.simulated.price_source import (
     load_candles,
     parse_candles,
 )
-from adapters.simulated.state_store import JsonStateStore
+from adapters.simulated.state_store import SqliteStateStore
 
 __all__ = [
     "CandleFilePriceSource",
     "CandlePriceSource",
     "FaultConfig",
-    "JsonStateStore",
     "MatchingEngine",
     "PricePoint",
     "PriceSource",
     "SimulatedExchange",
+    "SqliteStateStore",
     "SyntheticPriceSource",
     "load_candles",
     "parse_candles",

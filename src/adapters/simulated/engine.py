@@ -43,6 +43,11 @@ Rules
   between two steps of a candle can fill on a later step of the same candle.
 * Deterministic: same calls, same results. `snapshot()` is JSON-serialisable (Decimals as
   strings) and `restore(snapshot())` rebuilds an identical engine.
+* Change journal: the engine remembers which orders it created or changed and which trades it
+  made since the last `mark_saved()`; `unsaved_changes()` hands them out, with the balances,
+  counters and last price, so a store writes the rows that changed instead of the whole state.
+  A new engine has nothing unsaved; so has a restored one (it came from a save). An engine
+  nobody saves keeps a set of changed order ids, never more than the orders it keeps anyway.
 
 Resting orders sit in two sorted lists whose best order is at the end, so `move_to` costs
 O(fills) plus nothing per untouched order; placing and cancelling are a bisect each.
@@ -52,7 +57,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
@@ -83,6 +88,19 @@ _DECIMAL_RULE_FIELDS = (
     "max_notional",
     "market_max_qty",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineChanges:
+    """What a store needs to catch up with the engine since its last save: the orders created
+    or changed (by id), the new trades (oldest first), and the small rest it rewrites each time."""
+
+    orders: tuple[Order, ...]
+    trades: tuple[Fill, ...]
+    balances: dict[str, Balance]
+    last_price: Decimal | None
+    next_order_id: int
+    next_trade_id: int
 
 
 def _fee(amount_received: Decimal, rate: Decimal) -> Decimal:
@@ -132,6 +150,9 @@ class MatchingEngine:
         # asks keyed (-price, -seq) -> lowest price, then oldest, at the end.
         self._bids: list[tuple[Decimal, int]] = []
         self._asks: list[tuple[Decimal, int]] = []
+        # The change journal: ids of orders changed, and how many trades were saved.
+        self._unsaved_orders: set[str] = set()
+        self._saved_trades = 0
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -249,6 +270,7 @@ class MatchingEngine:
         assert limit is not None
         self._lock(order)
         self._orders[order_id] = order
+        self._unsaved_orders.add(order_id)
         self._open[order_id] = order
         self._open_by_client[order.client_order_id] = order_id
         if order.side is Side.BUY:
@@ -288,6 +310,22 @@ class MatchingEngine:
         return fills
 
     # -- persistence -------------------------------------------------------------------------
+    def unsaved_changes(self) -> EngineChanges:
+        """The changes since the last `mark_saved()` (call that once they are written)."""
+        return EngineChanges(
+            orders=tuple(self._orders[order_id] for order_id in sorted(self._unsaved_orders, key=int)),
+            trades=tuple(self._trades[self._saved_trades :]),
+            balances=self.balances(),
+            last_price=self._last_price,
+            next_order_id=self._next_order_id,
+            next_trade_id=self._next_trade_id,
+        )
+
+    def mark_saved(self) -> None:
+        """Everything so far is written: empty the change journal."""
+        self._unsaved_orders.clear()
+        self._saved_trades = len(self._trades)
+
     def snapshot(self) -> dict[str, Any]:
         rules = self.rules
         return {
@@ -308,8 +346,8 @@ class MatchingEngine:
             },
             "next_order_id": self._next_order_id,
             "next_trade_id": self._next_trade_id,
-            "orders": [_order_to_json(order) for order in self._orders.values()],
-            "trades": [_fill_to_json(fill) for fill in self._trades],
+            "orders": [order_to_json(order) for order in self._orders.values()],
+            "trades": [fill_to_json(fill) for fill in self._trades],
         }
 
     @classmethod
@@ -345,7 +383,7 @@ class MatchingEngine:
         engine._next_order_id = int(data["next_order_id"])
         engine._next_trade_id = int(data["next_trade_id"])
         for raw in data["orders"]:
-            order = _order_from_json(raw)
+            order = order_from_json(raw)
             engine._orders[order.order_id] = order
             engine._latest_by_client[order.client_order_id] = order.order_id
             if order.status is OrderStatus.OPEN:
@@ -360,9 +398,10 @@ class MatchingEngine:
                     engine._asks.append((-order.price, -seq))
         engine._bids.sort()
         engine._asks.sort()
-        engine._trades = [_fill_from_json(raw) for raw in data["trades"]]
+        engine._trades = [fill_from_json(raw) for raw in data["trades"]]
         for fill in engine._trades:
             engine._trades_by_order.setdefault(fill.order_id, []).append(fill)
+        engine._saved_trades = len(engine._trades)
         return engine
 
     # -- internals ---------------------------------------------------------------------------
@@ -416,6 +455,7 @@ class MatchingEngine:
         self._unlock(order)
         canceled = replace(order, status=OrderStatus.CANCELED)
         self._orders[order.order_id] = canceled
+        self._unsaved_orders.add(order.order_id)
         return canceled
 
     def _fill_bids(self, price: Decimal, now: datetime, fills: list[Fill], *, at: Decimal | None) -> None:
@@ -475,6 +515,7 @@ class MatchingEngine:
             fee=fee,
             fee_asset=fee_asset,
         )
+        self._unsaved_orders.add(order.order_id)
         return fill
 
 
@@ -488,7 +529,8 @@ def _decimal(value: Any) -> Decimal:
     return number
 
 
-def _order_to_json(order: Order) -> dict[str, Any]:
+# The shapes of an order and a trade in a snapshot; the state store's rows have the same columns.
+def order_to_json(order: Order) -> dict[str, Any]:
     return {
         "order_id": order.order_id,
         "client_order_id": order.client_order_id,
@@ -506,7 +548,7 @@ def _order_to_json(order: Order) -> dict[str, Any]:
     }
 
 
-def _order_from_json(raw: Mapping[str, Any]) -> Order:
+def order_from_json(raw: Mapping[str, Any]) -> Order:
     return Order(
         order_id=str(raw["order_id"]),
         client_order_id=str(raw["client_order_id"]),
@@ -524,7 +566,7 @@ def _order_from_json(raw: Mapping[str, Any]) -> Order:
     )
 
 
-def _fill_to_json(fill: Fill) -> dict[str, Any]:
+def fill_to_json(fill: Fill) -> dict[str, Any]:
     return {
         "trade_id": fill.trade_id,
         "order_id": fill.order_id,
@@ -540,7 +582,7 @@ def _fill_to_json(fill: Fill) -> dict[str, Any]:
     }
 
 
-def _fill_from_json(raw: Mapping[str, Any]) -> Fill:
+def fill_from_json(raw: Mapping[str, Any]) -> Fill:
     return Fill(
         trade_id=str(raw["trade_id"]),
         order_id=str(raw["order_id"]),

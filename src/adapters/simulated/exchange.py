@@ -5,6 +5,10 @@ every fills() subscriber and waits until they have handled it, then hands the ne
 every tickers() subscriber and waits again. A subscriber counts as done with an item only when
 it asks for the next one, so the next price step happens after the bot has reacted to the last
 one: a simulated run is deterministic, whatever the speed of the machine.
+
+`on_change`, when given, is called after every change of the engine and before anyone can see
+it: before place/cancel return, before a price step's fills and ticker are published. The state
+store hangs there, so that what the bot was told is on disk whatever happens next.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -146,6 +150,7 @@ class SimulatedExchange:
         faults: FaultConfig = FaultConfig(),
         follow_timestamps: bool = False,
         min_subscribers: int = 0,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         if step_interval < 0:
             raise ValueError(f"step_interval must not be negative, got {step_interval}")
@@ -158,6 +163,7 @@ class SimulatedExchange:
         self._faults = faults
         self._follow_timestamps = follow_timestamps
         self._min_subscribers = min_subscribers
+        self._on_change = on_change
         self._rng = random.Random(faults.seed)
         self._fail_next = 0
         self._ticker_channels: list[_Channel[Ticker]] = []
@@ -198,6 +204,7 @@ class SimulatedExchange:
                 self._market_time = point.timestamp
                 now = self._now()
                 fills = self.engine.move_to(point.price, now, gap=point.gap)
+                self._changed()
                 await self._publish_step(fills, self.engine.ticker(now))
                 self._steps += 1
                 self._ready_event.set()
@@ -261,12 +268,15 @@ class SimulatedExchange:
     async def place_order(self, request: OrderRequest) -> Order:
         await self._enter(request.symbol)
         order, fills = self.engine.place(request, self._now())
+        self._changed()
         self._push(self._fill_channels, fills)
         return order
 
     async def cancel_order(self, symbol: str, order_id: str) -> Order:
         await self._enter(symbol)
-        return self.engine.cancel(self._now(), order_id=order_id)
+        canceled = self.engine.cancel(self._now(), order_id=order_id)
+        self._changed()
+        return canceled
 
     async def fetch_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
@@ -317,6 +327,10 @@ class SimulatedExchange:
                 self._notify_subscribers()
 
     # -- internals ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
     def _require_symbol(self, symbol: str) -> None:
         expected = self.engine.rules.symbol
         if symbol != expected:
