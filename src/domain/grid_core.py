@@ -443,6 +443,13 @@ class GridCore:
             self._set_venue_available(available=False, at=at, decision=decision)
         return decision
 
+    def _retire(self, cid: str, retired: TrackedOrder, decision: Decision) -> None:
+        """Take an order off the ladder into the retired set, whose late fills are still booked."""
+        del self._orders[cid]
+        self._held.pop(cid, None)
+        self._retired[cid] = retired
+        decision.put(retired)
+
     def gone(self, cid: str, at: datetime, *, reason: str, filled: Decimal | None = None) -> Decision:
         """An order the venue no longer has open: cancelled elsewhere, lost, withdrawn. `filled` is
         what the venue says it executed, when known. A grid order is placed again, at its level, for
@@ -459,14 +466,9 @@ class GridCore:
         if executed >= order.amount:
             self._no_withdraw.add(cid)  # it filled: its fills complete it when they come
             return decision
-        retired = replace(order, status=OrderStatus.CANCELED, updated_at=at)
-        del self._orders[cid]
-        self._held.pop(cid, None)
-        self._retired[cid] = retired
-        decision.put(retired)
         remaining = order.amount - executed
         if (
-            book.amount > 0
+            (book.amount > 0 or executed > 0)
             and order.level >= 0
             and order.price is not None
             and self.halt is None
@@ -486,6 +488,30 @@ class GridCore:
                     self.leftover.base + remaining, self.leftover.cost + order.cost_basis * share
                 )
                 decision.leftover = self.leftover
+            if book.amount_of(cid) < executed:
+                # The venue reported the execution before its trades came: the order stays on its
+                # level at what it executed, and its trades complete it when they come.
+                shrunk = replace(
+                    order,
+                    amount=executed,
+                    cost_basis=(order.cost_basis * executed / order.amount).quantize(FEE_QUANTUM),
+                    updated_at=at,
+                )
+                self._orders[cid] = shrunk
+                self._no_withdraw.add(cid)
+                decision.put(shrunk)
+                decision.note(
+                    "order gone; what it had left is under the market's minimum: "
+                    "kept at what it executed until its trades come",
+                    "warning",
+                    order=cid,
+                    level=order.level,
+                    executed=str(executed),
+                    reason=reason,
+                )
+                return decision
+            retired = replace(order, status=OrderStatus.CANCELED, updated_at=at)
+            self._retire(cid, retired, decision)
             decision.note(
                 "order gone; what it had left is under the market's minimum: countered as executed",
                 "warning",
@@ -497,6 +523,7 @@ class GridCore:
             self._complete(retired, book, at, decision)
             self._release(at, decision)
             return decision
+        self._retire(cid, replace(order, status=OrderStatus.CANCELED, updated_at=at), decision)
         if order.level >= 0 and order.price is not None and self.halt is None:
             again = PlannedOrder(
                 order.level,

@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from returns.result import Failure
 
 from domain.grid import GridParams, Spacing, initial_sells, leftover_after_initial_sells, plan_grid
 from domain.grid_core import CoreConfig, Decision, GridCore
-from domain.models import ZERO, BookedFill, OrderStatus, Side, TrackedOrder
+from domain.models import ZERO, BookedFill, OrderRequest, OrderStatus, Side, TrackedOrder
 from domain.risk import RiskLimits
 
 from .factories import MAKER_FEE, TAKER_FEE, btc_usdt_rules
@@ -200,11 +201,26 @@ class GridStory(RuleBasedStateMachine):
                 assert order.amount <= q, (
                     f"{order.client_order_id}: buy of {order.amount}, level quantity {q}"
                 )
-                if order.amount < q:  # only what a cancelled buy had left (see GridCore.gone)
-                    parent = self.orders[order.parent_client_order_id or ""]
-                    assert parent.side is Side.BUY and parent.status is OrderStatus.CANCELED, order
+                if order.amount < q:  # see GridCore.gone
+                    parent = self.orders.get(order.parent_client_order_id or "")
+                    what_a_cancelled_buy_had_left = (
+                        parent is not None
+                        and parent.side is Side.BUY
+                        and parent.status is OrderStatus.CANCELED
+                    )
+                    rest = OrderRequest(
+                        order.symbol, Side.BUY, order.type, q - order.amount, "rest", order.price
+                    )
+                    shrunk_to_what_it_executed = isinstance(RULES.check_order(rest), Failure)
+                    assert what_a_cancelled_buy_had_left or shrunk_to_what_it_executed, order
             else:
-                assert ZERO < order.amount < q + step, (
+                # A sell carries its buy's base plus the carried crumbs; more than that only by the
+                # unsold rest of a sell that went (GridCore.gone), which no order could sell alone.
+                extra = OrderRequest(
+                    order.symbol, Side.SELL, order.type, order.amount - q, "extra", order.price
+                )
+                assert ZERO < order.amount, order
+                assert order.amount < q + step or isinstance(RULES.check_order(extra), Failure), (
                     f"{order.client_order_id}: sell of {order.amount} (q={q})"
                 )
 
