@@ -19,6 +19,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("startup.py", ["--runs", "20"]),
     ("backtest_speed.py", []),
     ("bench_binance_adapter.py", ["--calls", "1000"]),
+    ("sim_store_speed.py", []),
 ]
 
 
