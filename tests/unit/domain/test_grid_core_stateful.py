@@ -219,7 +219,7 @@ class GridStory(RuleBasedStateMachine):
                 extra = OrderRequest(
                     order.symbol, Side.SELL, order.type, order.amount - q, "extra", order.price
                 )
-                assert ZERO < order.amount, order
+                assert order.amount > ZERO, order
                 assert order.amount < q + step or isinstance(RULES.check_order(extra), Failure), (
                     f"{order.client_order_id}: sell of {order.amount} (q={q})"
                 )
