@@ -488,7 +488,17 @@ class GridCore:
                     self.leftover.base + remaining, self.leftover.cost + order.cost_basis * share
                 )
                 decision.leftover = self.leftover
-            if book.amount_of(cid) < executed:
+            waiting = book.amount_of(cid) < executed
+            decision.note(
+                "order gone; what it had left is under the market's minimum: "
+                + ("kept at what it executed until its trades come" if waiting else "countered as executed"),
+                "warning",
+                order=cid,
+                level=order.level,
+                executed=str(executed),
+                reason=reason,
+            )
+            if waiting:
                 # The venue reported the execution before its trades came: the order stays on its
                 # level at what it executed, and its trades complete it when they come.
                 shrunk = replace(
@@ -500,26 +510,9 @@ class GridCore:
                 self._orders[cid] = shrunk
                 self._no_withdraw.add(cid)
                 decision.put(shrunk)
-                decision.note(
-                    "order gone; what it had left is under the market's minimum: "
-                    "kept at what it executed until its trades come",
-                    "warning",
-                    order=cid,
-                    level=order.level,
-                    executed=str(executed),
-                    reason=reason,
-                )
                 return decision
             retired = replace(order, status=OrderStatus.CANCELED, updated_at=at)
             self._retire(cid, retired, decision)
-            decision.note(
-                "order gone; what it had left is under the market's minimum: countered as executed",
-                "warning",
-                order=cid,
-                level=order.level,
-                executed=str(executed),
-                reason=reason,
-            )
             self._complete(retired, book, at, decision)
             self._release(at, decision)
             return decision
