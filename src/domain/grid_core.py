@@ -581,16 +581,23 @@ class GridCore:
         planned = PlannedOrder(owed.level, owed.side, owed.price or ZERO, owed.amount, owed.cost_basis)
         self._cross(holder, planned, owed_id, at, decision, self._owed_books.pop(owed_id, None))
 
+    def _owed_against(self, holder: TrackedOrder) -> str | None:
+        """The first counter-order owed to `holder`'s level of the other side, if any (inside
+        the ladder: at its ends there is no level to move to)."""
+        queue = self._owed.get(holder.level)
+        if not queue or not 0 < holder.level < len(self.config.levels) - 1:
+            return None
+        return next((o for o in queue if self._orders[o].side is not holder.side), None)
+
     def _resolve_owed(self, at: datetime, decision: Decision) -> None:
         """An owed counter-order facing an order of the other side on its level: the two cancel
         out, so a held holder is crossed with it at once and a live one is withdrawn first."""
         for level in list(self._owed):
-            queue = self._owed.get(level)
             holder_id = self._occupant.get(level)
-            if not queue or holder_id is None or not 0 < level < len(self.config.levels) - 1:
+            if holder_id is None:
                 continue
             holder = self._orders[holder_id]
-            owed_id = next((o for o in queue if self._orders[o].side is not holder.side), None)
+            owed_id = self._owed_against(holder)
             if owed_id is None:
                 continue
             if self._is_held(holder):
@@ -1094,6 +1101,13 @@ class GridCore:
                     self._finish(replace(order, status=OrderStatus.REJECTED, updated_at=at), decision)
                     continue
             self._held.pop(cid, None)
+            owed_id = None if cid in self._attempted else self._owed_against(order)
+            if owed_id is not None:
+                # Its hold lifted with a counter-order of the other side owed to its level: the two
+                # cancel out (crossed, not sent), and the ladder changed, so the release starts over.
+                self._cross_with_owed(order, owed_id, at, decision)
+                self._release(at, decision)
+                return
             self._in_flight.add(cid)
             decision.commands.append(PlaceOrder(order, look_up_first=cid in self._attempted))
 

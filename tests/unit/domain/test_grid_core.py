@@ -820,9 +820,10 @@ def test_a_counter_sell_at_the_top_facing_a_held_buy_is_owed_not_crossed() -> No
     assert desk.grid()[4] == (BUY, OrderStatus.PENDING)
 
 
-def test_an_order_held_by_a_risk_rule_is_not_crossed_but_one_never_sent_is() -> None:
-    """A buy the panic holds waits, and the counter-sell is owed behind it; a buy whose send was
-    put off (the venue went down before it) was never sent, so it is crossed at once."""
+def test_an_order_held_by_a_risk_rule_is_not_crossed_until_its_hold_lifts() -> None:
+    """A buy the panic holds waits, and the counter-sell is owed behind it. When the panic passes,
+    the buy is an order never sent: it and the owed sell cancel out (crossed, the sell one level
+    up, the buy one level down), instead of the buy going out for a pointless round trip."""
     desk = Desk()
     desk.on_ticker(START, spread=D("1"))  # panic: buys held
     desk.accept(desk.core.lay(ladder(), desk.now))
@@ -830,9 +831,25 @@ def test_an_order_held_by_a_risk_rule_is_not_crossed_but_one_never_sent_is() -> 
     assert desk.owed() == [(1, SELL)]  # the buy at 110 is held by the panic: not crossed
     desk.tick(1000)
     calm = desk.book(desk.core.on_ticker(desk.ticker(D("104"))))
-    assert placed(calm) == [cid(0), cid(1)]
-    desk.book(desk.core.accepted(cid(0), "x0", OrderStatus.OPEN, desk.now))
-    desk.core.deferred(cid(1))  # its send was put off: never sent
+    assert cid(1) not in placed(calm)
+    assert calm.updated[cid(1)].status is OrderStatus.CANCELED
+    assert "a buy and a sell at one level cancel out: crossed" in events(calm)
+    assert desk.grid()[2] == (SELL, OrderStatus.PENDING)  # the owed sell, one level up
+    assert desk.owed() == [(0, BUY)]  # the buy, one level down, behind the buy at 100
+
+
+def test_a_buy_whose_send_was_put_off_is_crossed_at_once() -> None:
+    """A buy whose send was put off (the venue went down before it) was never sent, so the
+    counter-sell owed to its level crosses it at once, without a cancel."""
+    desk = Desk()
+    laid = desk.book(desk.core.lay(ladder(), desk.now))
+    for command in laid.commands:
+        assert isinstance(command, PlaceOrder)
+        order = command.order.client_order_id
+        if order == cid(1):
+            desk.core.deferred(order)  # its send was put off: never sent
+        else:
+            desk.book(desk.core.accepted(order, f"x{order[-9:]}", OrderStatus.OPEN, desk.now))
     crossed = desk.fill(cid(0), price=D("100"))
     assert crossed.updated[cid(1)].status is OrderStatus.CANCELED
     assert cancels(crossed) == []

@@ -85,3 +85,31 @@ def test_in_panic_a_counter_sell_waits_one_level_up_behind_a_held_buy() -> None:
     sells = {o.level: o for o in core.grid_orders() if o.side is Side.SELL}
     assert 4 in sells and sells[4].price == Decimal("30000.00")
     assert not core.owed_orders()
+
+
+def test_when_the_panic_passes_a_held_buy_facing_an_owed_sell_is_crossed_not_sent() -> None:
+    """The held buy and the sell owed to its level are a buy and a sell at one price: once the
+    hold lifts, the buy is an order never sent, so the two cancel out as any unsent pair does
+    (sent instead, the buy would be one order too many on the ladder until the next tick)."""
+    core, venue, log = start("30000")
+    venue.move_to(Decimal("31600"))
+    tick(core, venue, log)
+    deliver(core, venue, log)
+    venue.move_to(Decimal("29900"))
+    tick(core, venue, log)
+    deliver(core, venue, log)
+    venue.move_to(Decimal("31600"))
+    deliver(core, venue, log)
+    held_buy = next(o for o in core.active_orders if o.level == 4 and o.status is OrderStatus.PENDING)
+    venue.move_to(Decimal("29400"))
+    deliver(core, venue, log)
+    assert [(o.level, o.side) for o in core.owed_orders()] == [(4, Side.SELL)]
+    sent_before = len(log)
+    venue.now += timedelta(seconds=3600)  # the panic passes
+    tick(core, venue, log)
+    after = log[sent_before:]
+    sent = {c.order.client_order_id for d in after for c in d.commands if hasattr(c, "order")}
+    assert held_buy.client_order_id not in sent
+    crossed = [n for d in after for n in d.notes if "crossed" in n.event]
+    assert crossed and crossed[0].fields["withdrawn"] == held_buy.client_order_id
+    assert not core.owed_orders()
