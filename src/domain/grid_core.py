@@ -468,7 +468,7 @@ class GridCore:
             return decision
         remaining = order.amount - executed
         if (
-            (book.amount > 0 or executed > 0)
+            executed > 0
             and order.level >= 0
             and order.price is not None
             and self.halt is None
@@ -1100,14 +1100,15 @@ class GridCore:
                     )
                     self._finish(replace(order, status=OrderStatus.REJECTED, updated_at=at), decision)
                     continue
+                owed_id = self._owed_against(order)
+                if owed_id is not None:
+                    # Its hold lifted with a counter-order of the other side owed to its level: the
+                    # two cancel out (crossed, not sent); the ladder changed, so the release starts over.
+                    self._held.pop(cid, None)
+                    self._cross_with_owed(order, owed_id, at, decision)
+                    self._release(at, decision)
+                    return
             self._held.pop(cid, None)
-            owed_id = None if cid in self._attempted else self._owed_against(order)
-            if owed_id is not None:
-                # Its hold lifted with a counter-order of the other side owed to its level: the two
-                # cancel out (crossed, not sent), and the ladder changed, so the release starts over.
-                self._cross_with_owed(order, owed_id, at, decision)
-                self._release(at, decision)
-                return
             self._in_flight.add(cid)
             decision.commands.append(PlaceOrder(order, look_up_first=cid in self._attempted))
 

@@ -1687,10 +1687,47 @@ def test_the_executed_part_of_a_gone_order_is_countered_when_its_trades_come_aft
     comes after completes it and gets its counter-order."""
     desk = Desk()
     desk.start()
-    desk.accept(desk.core.gone(cid(1), desk.tick(), reason="expired", filled=D("0.06")))
-    desk.fill(cid(1), D("0.06"))
+    went = desk.accept(desk.core.gone(cid(1), desk.tick(), reason="expired", filled=D("0.06")))
+    assert events(went) == [
+        "order gone; what it had left is under the market's minimum: kept at what it executed until its trades come"
+    ]
+    kept = went.updated[cid(1)]
+    assert (kept.amount, kept.status, kept.level) == (D("0.06"), OrderStatus.OPEN, 1)
+    assert placed(went) == [] and went.added == {}  # no successor for the 0.04
+    done = desk.fill(cid(1), D("0.06"))
+    [sell] = done.added.values()
+    assert (sell.level, sell.side, sell.amount, sell.parent_client_order_id) == (
+        2,
+        SELL,
+        D("0.05994"),
+        cid(1),
+    )
     on_sells = sum((o.amount for o in desk.core.grid_orders() if o.side is SELL and o.level < 3), ZERO)
     assert on_sells + desk.core.leftover.base == desk.core.position == D("0.05994")
+
+
+def test_a_gone_sell_whose_trades_come_after_realizes_its_executed_part_at_that_part_of_its_cost(
+    desk: Desk,
+) -> None:
+    went = desk.accept(desk.core.gone(cid(3), desk.tick(), reason="expired", filled=D("0.07")))
+    kept = went.updated[cid(3)]
+    assert (kept.amount, kept.cost_basis) == (D("0.07"), D("8.05"))  # 0.7 of 11.5
+    assert desk.core.leftover == Leftover(D("0.03"), D("3.45"))  # the unsold 0.03 is carried
+    done = desk.fill(cid(3), D("0.07"))
+    [booked] = done.fills
+    assert booked.realized_pnl == D("0.07") * LEVELS[3] - booked.fill.fee - D("8.05")
+    [buy] = done.added.values()
+    assert (buy.level, buy.side, buy.amount) == (2, BUY, Q)
+
+
+def test_an_order_kept_for_its_trades_is_not_withdrawn_for_an_owed_counter_order(desk: Desk) -> None:
+    desk.accept(desk.core.gone(cid(1), desk.tick(), reason="expired", filled=D("0.06")))
+    owed = desk.book(desk.core.lay([PlannedOrder(1, SELL, LEVELS[1], Q, SELL_COST)], desk.tick()))
+    assert desk.owed() == [(1, SELL)]
+    assert cancels(owed) == []  # it is gone from the venue already: its trades free the level
+    freed = desk.fill(cid(1), D("0.06"))
+    assert desk.owed() == []
+    assert desk.grid()[1] == (SELL, OrderStatus.PENDING) and placed(freed)
 
 
 def test_restore_gives_a_successor_its_predecessor_book() -> None:

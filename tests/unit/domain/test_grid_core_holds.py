@@ -112,4 +112,7 @@ def test_when_the_panic_passes_a_held_buy_facing_an_owed_sell_is_crossed_not_sen
     assert held_buy.client_order_id not in sent
     crossed = [n for d in after for n in d.notes if "crossed" in n.event]
     assert crossed and crossed[0].fields["withdrawn"] == held_buy.client_order_id
+    assert len(crossed) >= 2  # the sell, moved up, met the next held buy: crossed again
+    stamps = {o.updated_at for o in (*after[0].added.values(), *after[0].updated.values())}
+    assert len(stamps) == 1 and None not in stamps  # every order of the tick's decision, at its time
     assert not core.owed_orders()
