@@ -26,6 +26,7 @@ from application.grid_books import book, leftover_of, run_with
 from application.grid_venue import TRANSIENT, VenueCalls
 from domain.errors import ConfigurationError, ExchangeError, ExchangeUnavailable
 from domain.grid import (
+    CLIENT_ID_PREFIX,
     FEE_QUANTUM,
     GridParams,
     GridPlan,
@@ -54,6 +55,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 CHASE_INTERVAL_S = 5.0  # how often the trades of orders booked with inferred fills are looked for
+RECHECK_INTERVAL_S = 60.0  # how often a running grid compares its open orders with the venue's
 
 
 def quote_locked_by(orders: Iterable[TrackedOrder]) -> Decimal:
@@ -123,6 +125,7 @@ class GridBot:
         self._stopped = asyncio.Event()
         self._reading = asyncio.Event()  # set while the start waits on a venue read
         self._last_chase = float("-inf")
+        self._last_recheck = float("-inf")
 
     # ------------------------------------------------------------------ public
     @property
@@ -203,9 +206,13 @@ class GridBot:
         finally:
             self._reading.clear()
 
-    async def _read(self, what: str, call: Callable[[], Awaitable[T]], *, patient: bool) -> T:
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]], *, patient: bool | None) -> T:
+        """patient: waited out (starting); False: a few tries (stopping); None: one try, for a
+        running grid, which hears of a failure as any event's (the next tick tries again)."""
         if patient:
             return await self._read_patiently(what, call)
+        if patient is None:
+            return await call()
         return await self._venue.retrying(what, call)
 
     async def start(self) -> None:
@@ -224,6 +231,7 @@ class GridBot:
                 and latest.status in (RunStatus.RUNNING, RunStatus.STOPPED)
             )
             old_orders = await uow.orders.list_active(latest.run_id) if latest and resumable else ()
+        await self._refuse_strangers()
         if latest is not None and resumable and latest.grid_fingerprint == fingerprint:
             await self._resume(latest, rules, ticker)
             return
@@ -303,6 +311,25 @@ class GridBot:
             raise ConfigurationError(rejection.rule, rejection.reason)
         return planned.unwrap()
 
+    async def _refuse_strangers(self) -> None:
+        """Open orders of this bot's making that these books never placed belong to another bot on
+        the same account, or to a database that was replaced: a grid laid beside them would stack a
+        second ladder on the same levels."""
+        symbol = self._config.symbol
+        venue_open = await self._read_patiently(
+            "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol)
+        )
+        ours = [o.client_order_id for o in venue_open if o.client_order_id.startswith(CLIENT_ID_PREFIX)]
+        async with self._uow() as uow:
+            strangers = [cid for cid in ours if await uow.orders.get(cid) is None]
+        if strangers:
+            raise ConfigurationError(
+                "DATABASE__URL",
+                f"the exchange holds {len(strangers)} open grid order(s) on {symbol} that this database "
+                f"never placed (e.g. {strangers[0]}): another bot's, or those of a database that was "
+                "replaced; point DATABASE__URL at the database that placed them, or cancel them",
+            )
+
     async def _check_funds(
         self, rules: MarketRules, ticker: Ticker, plan: GridPlan, *, freed: Decimal
     ) -> None:
@@ -342,6 +369,7 @@ class GridBot:
             await uow.runs.add(run)
             await uow.commit()
         self._run = run
+        self._last_recheck = self._clock.monotonic()
         self._core = GridCore(self._core_config(run.run_id, rules, plan.levels, plan.quantity))
         self._log = self._log.bind(run_id=run.run_id)
         self._log_notes(self.core.observe(ticker))
@@ -406,7 +434,8 @@ class GridBot:
         self._log_notes(self.core.observe(ticker))
         self._log.info("resuming grid", active_orders=len(active), fills=len(fills))
         caught_up = await self._catch_up(patient=True)
-        replaced = await self._reconcile_orders()
+        replaced = await self._reconcile_orders(patient=True)
+        self._last_recheck = self._clock.monotonic()
         self._log.info("reconciled", fills_caught_up=caught_up, replaced=replaced)
         await self._carry_out(self.core.on_ticker(ticker))
 
@@ -433,15 +462,15 @@ class GridBot:
             since = last
         return self.core.fills_booked - booked_before
 
-    async def _reconcile_orders(self) -> int:
+    async def _reconcile_orders(self, *, patient: bool | None) -> int:
         """Every order the books hold as possibly on the venue but the venue does not list as open:
         book its trades (inferring them only when the venue has none yet), or place it again if it
         is gone without filling. Returns how many orders were placed again."""
         symbol = self._config.symbol
         venue_open = {
             o.client_order_id: o
-            for o in await self._read_patiently(
-                "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol)
+            for o in await self._read(
+                "fetch_open_orders", lambda: self._gateway.fetch_open_orders(symbol), patient=patient
             )
         }
         replaced = 0
@@ -457,7 +486,9 @@ class GridBot:
                 continue
             if not self.core.may_be_on_venue(tracked):
                 continue
-            found = await self._read_patiently("fetch_order", functools.partial(self._venue.look_up, cid))
+            found = await self._read(
+                "fetch_order", functools.partial(self._venue.look_up, cid), patient=patient
+            )
             if found is None:
                 if tracked.status is OrderStatus.PENDING:
                     self.core.never_sent(cid)  # booked, but the crash came before the send
@@ -467,7 +498,7 @@ class GridBot:
                     )
                     replaced += 1
                 continue
-            await self._settle(tracked, found)
+            await self._settle(tracked, found, patient=patient)
             if (
                 found.status.is_final
                 and found.filled < tracked.amount
@@ -481,7 +512,7 @@ class GridBot:
                 replaced += 1
         return replaced
 
-    async def _settle(self, tracked: TrackedOrder, found: Order) -> None:
+    async def _settle(self, tracked: TrackedOrder, found: Order, *, patient: bool | None) -> None:
         """Book the trades of an order that is no longer open, from its own trade list first."""
         cid = tracked.client_order_id
         now = self._clock.now()
@@ -489,8 +520,10 @@ class GridBot:
         if found.filled <= 0:
             return
         symbol = self._config.symbol
-        trades: Sequence[Fill] = await self._read_patiently(
-            "fetch_order_trades", lambda: self._gateway.fetch_order_trades(symbol, found.order_id)
+        trades: Sequence[Fill] = await self._read(
+            "fetch_order_trades",
+            lambda: self._gateway.fetch_order_trades(symbol, found.order_id),
+            patient=patient,
         )
         await self._carry_out(self.core.apply_fills(trades, now))
         current = self.core.order(cid)
@@ -507,8 +540,26 @@ class GridBot:
             for tracked in active:
                 await uow.orders.update(replace(tracked, status=OrderStatus.CANCELED, updated_at=now))
             await uow.runs.update(replace(run, status=RunStatus.STOPPED, stopped_at=now, stop_reason=reason))
+            fills = await uow.fills.list_for_run(run.run_id)
             await uow.commit()
         log.warning("previous grid closed", run_id=run.run_id, reason=reason, cancelled=len(active))
+        base_asset = self._config.symbol.split("/")[0]
+        base = sum(
+            (
+                b.fill.amount - (b.fill.fee if b.fill.fee_asset == base_asset else ZERO)
+                if b.fill.side is Side.BUY
+                else -b.fill.amount
+                for b in fills
+            ),
+            ZERO,
+        )
+        if base > 0:
+            log.warning(
+                "the previous grid's base stays in the account; the new grid does not sell it",
+                run_id=run.run_id,
+                base=_money(base),
+                asset=base_asset,
+            )
 
     # ------------------------------------------------------------------ events
     async def _consume_fills(self) -> None:
@@ -530,12 +581,25 @@ class GridBot:
                     return
                 await self._carry_out(self.core.on_ticker(ticker))
                 await self._chase_inferred()
+                await self._recheck_orders()
             else:
                 await self._carry_out(self.core.apply_fills(list(fills), self._clock.now()))
         except TRANSIENT as exc:  # booked or not, the event comes again (feed, catch-up, next ticker)
             self._log.warning("venue unavailable; carrying on", reason=str(exc))
             if isinstance(exc, ExchangeUnavailable):
                 self._log_notes(self.core.venue_unavailable(self._clock.now()))
+
+    async def _recheck_orders(self) -> None:
+        """Every RECHECK_INTERVAL_S (on the clock port), the open orders the books hold are compared
+        with the venue's, as at a start: an order cancelled on the venue's side (by hand, by a
+        venue reset) is placed again, one that filled unseen is booked. Between two feeds' news
+        nothing else would notice."""
+        if self._clock.monotonic() - self._last_recheck < RECHECK_INTERVAL_S:
+            return
+        self._last_recheck = self._clock.monotonic()
+        replaced = await self._reconcile_orders(patient=None)
+        if replaced:
+            self._log.warning("orders missing from the venue were placed again", replaced=replaced)
 
     async def _chase_inferred(self) -> None:
         """Fills inferred at reconciliation are replaced by the real trades when they appear: while

@@ -71,9 +71,23 @@ def _fail(key_or_kind: str, message: str, code: int) -> int:
     return code
 
 
+_EARLY_SIGNALS: list[int] = []
+
+
+def _remember_signal(signum: int, _frame: object) -> None:
+    _EARLY_SIGNALS.append(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "run"
+    if command == "run":
+        # Until the bot's own handlers are in place (imports take a second), Ctrl-C and SIGTERM
+        # are remembered, not raised in the middle of an import: the bot then stops cleanly.
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _remember_signal)
 
     from domain.errors import ConfigurationError, DomainError, GridInUse
 
@@ -132,7 +146,7 @@ def _run(settings: Settings, duration: float | None) -> int:
 
     from bootstrap.runner import run_bot
 
-    asyncio.run(run_bot(settings, duration=duration))  # failures raise: see main()
+    asyncio.run(run_bot(settings, duration=duration, stopped_early=lambda: bool(_EARLY_SIGNALS)))
     return EXIT_OK
 
 

@@ -9,13 +9,14 @@ import hashlib
 import json
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar, cast
 
 import structlog
 from returns.result import Failure
 
+from adapters.persistence.database import is_in_memory
 from adapters.persistence.lease import GridLease
 from application.grid_bot import GridBot, RunOutcome
 from application.trade import TradeIntent, place_trade
@@ -50,7 +51,9 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def run_bot(settings: Settings, *, duration: float | None = None) -> RunOutcome | None:
+async def run_bot(
+    settings: Settings, *, duration: float | None = None, stopped_early: Callable[[], bool] | None = None
+) -> RunOutcome | None:
     """Run the grid until a signal, --duration, a risk stop or the end of market data.
     Open orders stay on the venue when the user stops the bot: the next start resumes them.
 
@@ -58,9 +61,18 @@ async def run_bot(settings: Settings, *, duration: float | None = None) -> RunOu
     grid), then the venue. So every local problem is reported before the first venue call, and a
     second bot never sends anything. Ctrl-C and --duration are honoured from the start, also
     while the venue is waited out. None when stopped before the grid started."""
+    if is_in_memory(settings.database.url):
+        raise ConfigurationError(
+            "DATABASE__URL",
+            "an in-memory database forgets the grid's books when the bot stops, while its orders stay "
+            "on the exchange: name a file (e.g. sqlite+aiosqlite:///var/gridbot.sqlite3)",
+        )
     container = build_container(settings)
     stop = asyncio.Event()
     _install_signal_handlers(stop)
+    if stopped_early is not None and stopped_early():  # Ctrl-C came while the bot was loading
+        log.info("signal received: stopping cleanly")
+        stop.set()
     clock = container.clock()
     background: list[asyncio.Task[None]] = []
     lease: GridLease | None = None

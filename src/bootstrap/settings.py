@@ -54,6 +54,9 @@ def _decimal_input(value: Any) -> Any:
 Dec = Annotated[Decimal, BeforeValidator(_decimal_input)]
 PositiveDec = Annotated[Decimal, BeforeValidator(_decimal_input), Field(gt=0)]
 Fraction = Annotated[Decimal, BeforeValidator(_decimal_input), Field(ge=0, lt=1)]
+# Prices and amounts beyond any market's, so that the grid's decimal arithmetic stays exact.
+Price = Annotated[Decimal, BeforeValidator(_decimal_input), Field(gt=0, le=10**12)]
+Amount = Annotated[Decimal, BeforeValidator(_decimal_input), Field(gt=0, le=10**15)]
 
 
 class _Section(BaseModel):
@@ -130,11 +133,11 @@ class TradingSettings(_Section):
 
 
 class GridSettings(_Section):
-    lower: PositiveDec = Decimal("28500")
-    upper: PositiveDec = Decimal("31500")
+    lower: Price = Decimal("28500")
+    upper: Price = Decimal("31500")
     levels: int = Field(default=16, ge=2, le=200)
     spacing: Literal["arithmetic", "geometric"] = "arithmetic"
-    investment: PositiveDec = Decimal("1000")  # quote committed to the grid
+    investment: Amount = Decimal("1000")  # quote committed to the grid
 
     @field_validator("upper")
     @classmethod
@@ -146,8 +149,8 @@ class GridSettings(_Section):
 
 
 class RiskSettings(_Section):
-    stop_loss: PositiveDec | None = None  # price at or under which the grid stops
-    take_profit: PositiveDec | None = None  # price at or over which the grid stops
+    stop_loss: Price | None = None  # price at or under which the grid stops
+    take_profit: Price | None = None  # price at or over which the grid stops
     sell_on_stop: bool = False  # sell the grid's base at market when it stops
     max_open_orders: int = Field(default=50, ge=1)
     volatility_window_s: float = Field(default=900.0, gt=0)

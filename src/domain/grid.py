@@ -381,8 +381,11 @@ def sell_profit(
     return proceeds - cost_basis
 
 
+CLIENT_ID_PREFIX = "gb-"  # every order this bot places carries it
+
+
 def client_order_id(run_id: str, level: int, seq: int) -> str:
     """Deterministic per run, grid level and the level's order count, so a restart recognises its
     own orders. Fits Binance's `^[a-zA-Z0-9-_]{1,36}$`."""
     tag = "M" if level < 0 else f"L{level:03d}"
-    return f"gb-{run_id[:12]}-{tag}-{seq:05d}"
+    return f"{CLIENT_ID_PREFIX}{run_id[:12]}-{tag}-{seq:05d}"

@@ -205,6 +205,7 @@ class GridCore:
         self._books: dict[str, _Book] = {}  # fills of active orders, and of orders still provisional
         self._provisional: dict[str, TrackedOrder] = {}  # finished orders whose books hold inferred fills
         self._occupant: dict[int, str] = {}  # level -> client id of its live or held order
+        self._trade_owner: dict[str, str] = {}  # trade id -> client id of the order it is booked on
         self._owed: dict[int, deque[str]] = {}  # level -> owed counter-orders, oldest first
         self._in_flight: set[str] = set()  # place commands issued, outcome not reported yet
         self._attempted: set[str] = set()  # sent with an unknown outcome: look up before resending
@@ -250,6 +251,7 @@ class GridCore:
             core._seq[order.level] = core._seq.get(order.level, 0) + 1
         by_order: dict[str, list[BookedFill]] = {}
         for booked in fills:
+            core._trade_owner[booked.fill.trade_id] = booked.fill.client_order_id
             core.fills_booked += 1
             core.realized += booked.realized_pnl
             core.position += core._base_delta(booked.fill)
@@ -696,6 +698,18 @@ class GridCore:
         if book.has(fill.trade_id):
             decision.note("trade already booked", "debug", trade_id=fill.trade_id, order=cid)
             return
+        owner = self._trade_owner.get(fill.trade_id)
+        if owner is not None and owner != cid:
+            # A trade id is the venue's promise of one trade; seen again on another order, the venue
+            # has forgotten its history (a testnet reset): the books cannot follow it.
+            decision.note(
+                "the venue reused a trade id booked for another order (was it reset?): not booked",
+                "error",
+                trade_id=fill.trade_id,
+                order=cid,
+                booked_on=owner,
+            )
+            return
         if order.status is OrderStatus.OWED:
             decision.note("fill of an order never sent ignored", "error", order=cid, trade_id=fill.trade_id)
             return
@@ -791,6 +805,7 @@ class GridCore:
         return fill.amount - (fill.fee if fill.fee_asset == self.config.rules.base_asset else ZERO)
 
     def _book(self, book: _Book, booked: BookedFill, decision: Decision) -> None:
+        self._trade_owner[booked.fill.trade_id] = booked.fill.client_order_id
         book.fills.append(booked)
         decision.fills.append(booked)
         self.realized += booked.realized_pnl
@@ -798,6 +813,7 @@ class GridCore:
         self.fills_booked += 1
 
     def _unbook(self, book: _Book, booked: BookedFill, decision: Decision) -> None:
+        self._trade_owner.pop(booked.fill.trade_id, None)
         book.fills.remove(booked)
         if booked in decision.fills:
             decision.fills.remove(booked)

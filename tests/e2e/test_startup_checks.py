@@ -59,6 +59,7 @@ def not_a_directory(workdir: Path) -> Path:
         ("DATABASE__URL", "garbage"),
         ("DATABASE__URL", "sqlite+aiosqlite:///{blocker}/bot.sqlite3"),
         ("DATABASE__URL", "sqlite+aiosqlite:///{notes}"),
+        ("DATABASE__URL", "sqlite+aiosqlite:///:memory:"),
         ("EXCHANGE__API_KEY", ""),
         ("GRID__UPPER", "27000"),
     ],
@@ -187,3 +188,22 @@ async def test_duration_ends_a_start_that_waits_out_the_venue(cli: Cli, server: 
     assert code == 0, err
     assert "stopped before the grid started" in err
     assert len(server.requests) == 1
+
+
+async def test_a_second_database_on_the_same_account_does_not_lay_a_second_grid(
+    cli: Cli, server: FakeBinance
+) -> None:
+    env = env_for(server)
+    async with cli.bot(*TESTNET, "run", extra_env=env) as bot:
+        await bot.until(lambda e: e["event"] == "grid started")
+        await bot.until(lambda e: e["event"] == "order placed" and e.get("grid_level") == 8)
+        assert await bot.stop() == 0
+    resting = {o.client_order_id for o in server.book("BTC/USDT").engine.open_orders()}
+    sent_before = len([r for r in server.requests if r.method != "GET"])
+    other = {**env, "DATABASE__URL": "sqlite+aiosqlite:///var/other.sqlite3"}
+    code, _, err = await cli.arun(*TESTNET, "run", extra_env=other)
+    assert code == 2
+    line = the_one_error_line(err)
+    assert line.startswith("error: DATABASE__URL: the exchange holds 8 open grid order(s) on BTC/USDT")
+    assert len([r for r in server.requests if r.method != "GET"]) == sent_before  # nothing sent
+    assert {o.client_order_id for o in server.book("BTC/USDT").engine.open_orders()} == resting

@@ -111,6 +111,15 @@ class _OtherSchema(Exception):
     """The database holds tables of another version of the bot (the message says how)."""
 
 
+def is_in_memory(url: str) -> bool:
+    """Whether the URL names an SQLite database that lives only as long as the process."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory"
+
+
 def _schema_problem(connection: Connection) -> str | None:
     """Why the tables in the database are not this version's, or None (stamping a new database).
 
@@ -234,4 +243,4 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-__all__ = ["URL_SETTING", "Database", "connect_database", "open_database", "sqlite_url_for"]
+__all__ = ["URL_SETTING", "Database", "connect_database", "is_in_memory", "open_database", "sqlite_url_for"]

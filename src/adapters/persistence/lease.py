@@ -46,7 +46,11 @@ def _process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's process: alive
-    return True
+    try:  # a killed process its parent has not reaped yet (a zombie) holds nothing any more
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): the signal check is all there is
 
 
 class GridLease:

@@ -4,6 +4,9 @@ heartbeat, and a killed holder's lease expiring on its own."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
 import sys
 from datetime import UTC, datetime
 
@@ -118,3 +121,29 @@ async def test_a_live_process_on_this_host_keeps_its_lease(db: Database) -> None
     await GridLease(db.engine, NAME, time, host=socket.gethostname(), pid=os.getppid()).acquire()
     with pytest.raises(GridInUse):
         await GridLease(db.engine, NAME, time).acquire()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
+
+
+def _zombie() -> subprocess.Popen[bytes]:
+    """A killed child not reaped yet: the kernel keeps its pid until the parent waits for it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.send_signal(signal.SIGKILL)
+    while _state(child.pid) != "Z":
+        pass
+    return child
+
+
+async def test_the_lease_of_a_killed_process_not_yet_reaped_is_taken_over(db: Database) -> None:
+    child = _zombie()
+    try:
+        time = clock()
+        await GridLease(db.engine, NAME, time, host=socket.gethostname(), pid=child.pid).acquire()
+        successor = GridLease(db.engine, NAME, time)
+        await successor.acquire()
+        assert successor.held
+    finally:
+        child.wait()

@@ -8,11 +8,12 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import pytest
+from structlog.testing import capture_logs
 
 from application.grid_bot import GridBot, GridBotConfig, RunOutcome
 from domain.errors import ConfigurationError
 from domain.grid import GridParams, Spacing
-from domain.models import OrderStatus, OrderType, RunStatus, Side
+from domain.models import OrderRequest, OrderStatus, OrderType, RunStatus, Side
 from domain.risk import RiskLimits
 
 from .fakes import FakeClock, FakeVenue, InMemoryUnitOfWork, Store
@@ -400,6 +401,18 @@ async def test_funds_the_old_grid_holds_count_toward_the_new_one() -> None:
     await new.finish()
 
 
+async def test_a_grid_change_says_the_old_grids_base_is_left_to_the_user() -> None:
+    clock = FakeClock()
+    store, venue = Store(), FakeVenue(clock)
+    old = await (await start_bot(store, venue, clock)).finish()
+    [bought] = [b.fill for b in store.fills if b.run_id == old.run_id]  # the base for its sells
+    with capture_logs() as logs:
+        await (await start_bot(store, venue, clock, with_investment("900"))).finish()
+    [left] = [e for e in logs if e["event"].startswith("the previous grid's base stays in the account")]
+    assert (left["run_id"], left["asset"]) == (old.run_id, "BTC")
+    assert Decimal(left["base"]) == bought.amount - bought.fee > 0
+
+
 async def test_a_stop_while_the_start_waits_out_the_venue_ends_the_run_cleanly_with_nothing_sent() -> None:
     clock = FakeClock()
     store, venue = Store(), FakeVenue(clock)
@@ -413,3 +426,51 @@ async def test_a_stop_while_the_start_waits_out_the_venue_ends_the_run_cleanly_w
     stop.set()
     assert await asyncio.wait_for(task, timeout=5) is None
     assert venue.placed == [] and store.runs == {}
+
+
+async def test_a_grid_is_not_laid_beside_open_orders_these_books_never_placed() -> None:
+    clock = FakeClock()
+    venue = FakeVenue(clock)
+    other_bot = OrderRequest(
+        "BTC/USDT", Side.BUY, OrderType.LIMIT, Decimal("0.01"), "gb-0badc0ffee00-L002-00000", Decimal("29000")
+    )
+    await venue.place_order(other_bot)  # another bot's order, on the same account
+    bot = bot_for(Store(), venue, clock, make_config())
+    with pytest.raises(ConfigurationError) as refused:
+        await bot.run(asyncio.Event())
+    assert refused.value.key == "DATABASE__URL"
+    assert (
+        "1 open grid order(s)" in refused.value.problem and other_bot.client_order_id in refused.value.problem
+    )
+    assert venue.placed == [other_bot]  # nothing of a second grid was sent
+
+
+async def test_a_running_grid_replaces_an_order_cancelled_on_the_venue_side_within_a_minute(
+    harness: Harness,
+) -> None:
+    victim = next(o for o in harness.orders(OrderStatus.OPEN) if o.level == 2)
+    assert victim.exchange_order_id is not None
+    await harness.venue.cancel_order("BTC/USDT", victim.exchange_order_id)  # by hand, on the venue
+    await harness.move("30010")
+    assert harness.store.orders[victim.client_order_id].status is OrderStatus.OPEN  # not noticed yet
+    harness.clock.advance(61)
+    await harness.move("30020")
+    assert harness.store.orders[victim.client_order_id].status is OrderStatus.CANCELED
+    successor = next(o for o in harness.orders(OrderStatus.OPEN) if o.level == 2)
+    assert successor.parent_client_order_id == victim.client_order_id
+    on_venue = {o.client_order_id for o in await harness.venue.fetch_open_orders("BTC/USDT")}
+    assert successor.client_order_id in on_venue and len(on_venue) == 8
+
+
+async def test_a_running_grid_books_a_fill_its_feed_never_delivered_within_a_minute(harness: Harness) -> None:
+    harness.venue.hold_news = True  # the feed loses this fill
+    [fill] = harness.venue.move_to(Decimal("29400"))
+    harness.venue.undelivered.clear()
+    await harness.settle()
+    harness.clock.advance(61)
+    await harness.move("29410")
+    assert [b.fill.trade_id for b in harness.store.fills if b.fill.trade_id == fill.trade_id] == [
+        fill.trade_id
+    ]
+    counter = [o for o in harness.store.orders.values() if o.parent_client_order_id == fill.client_order_id]
+    assert len(counter) == 1 and counter[0].side is Side.SELL

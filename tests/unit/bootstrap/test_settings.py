@@ -156,3 +156,15 @@ def test_usable_urls_are_kept_as_written(tmp_path: Path, monkeypatch: pytest.Mon
     settings = load_settings(write(tmp_path, ""), env_file=None)
     assert settings.exchange.rest_url == "http://127.0.0.1:8080/"
     assert settings.exchange.ws_url == "wss://stream.testnet.binance.vision:9443"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("GRID__UPPER", "1e30"), ("GRID__LOWER", "1e400"), ("GRID__INVESTMENT", "1e20")]
+)
+def test_a_price_or_amount_beyond_any_market_is_refused_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(write(tmp_path, ""), env_file=None)
+    assert caught.value.key == key and "less than or equal to" in caught.value.problem

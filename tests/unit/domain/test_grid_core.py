@@ -84,6 +84,10 @@ NOTES: dict[str, tuple[str, set[str]]] = {
         "info",
         {"level", "withdrawn", "sell_to", "buy_to"},
     ),
+    "the venue reused a trade id booked for another order (was it reset?): not booked": (
+        "error",
+        {"trade_id", "order", "booked_on"},
+    ),
     "order gone; what it had left is under the market's minimum: countered as executed": (
         "warning",
         {"order", "level", "executed", "reason"},
@@ -2001,3 +2005,19 @@ def replace_status(order: TrackedOrder, status: OrderStatus) -> TrackedOrder:
     from dataclasses import replace
 
     return replace(order, status=status)
+
+
+def test_a_trade_id_the_venue_reuses_for_another_order_is_not_booked_and_is_reported(desk: Desk) -> None:
+    """A venue that forgot its history (a testnet reset) numbers trades from 1 again: a trade id
+    booked on one order arrives for another. It is reported, not booked (booking it would merge
+    two trades, or, in the database, stop the bot at every start on the duplicate key)."""
+    desk.fill(cid(1), trade_id="7")
+    again = desk.deliver(desk.trade(cid(0), trade_id="7"))
+    assert events(again) == [
+        "the venue reused a trade id booked for another order (was it reset?): not booked"
+    ]
+    assert again.fills == [] and again.added == {}
+    assert desk.core.order(cid(0)) is not None and desk.status(cid(0)) is OrderStatus.OPEN
+    restored = _restore(desk)  # the rule survives a restart
+    later = restored.apply_fills([desk.trade(cid(0), trade_id="7")], desk.tick())
+    assert later.fills == [] and "was it reset?" in later.notes[0].event
