@@ -480,9 +480,10 @@ class GridBot:
             cid = tracked.client_order_id
             on_venue = venue_open.get(cid)
             if on_venue is not None:
-                await self._carry_out(
-                    self.core.accepted(cid, on_venue.order_id, on_venue.status, self._clock.now())
-                )
+                if (tracked.exchange_order_id, tracked.status) != (on_venue.order_id, on_venue.status):
+                    await self._carry_out(
+                        self.core.accepted(cid, on_venue.order_id, on_venue.status, self._clock.now())
+                    )
                 continue
             if not self.core.may_be_on_venue(tracked):
                 continue
