@@ -1120,7 +1120,6 @@ class GridCore:
                 if owed_id is not None:
                     # Its hold lifted with a counter-order of the other side owed to its level: the
                     # two cancel out (crossed, not sent); the ladder changed, so the release starts over.
-                    self._held.pop(cid, None)
                     self._cross_with_owed(order, owed_id, at, decision)
                     self._release(at, decision)
                     return

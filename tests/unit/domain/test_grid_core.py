@@ -1664,7 +1664,9 @@ def test_the_executed_part_of_a_gone_order_is_countered_when_its_remainder_canno
     desk = Desk()
     desk.start()
     desk.fill(cid(1), D("0.06"))
-    desk.accept(desk.core.gone(cid(1), desk.tick(), reason="expired"))
+    went = desk.accept(desk.core.gone(cid(1), desk.tick(), reason="expired"))
+    assert "order gone; what it had left is under the market's minimum: countered as executed" in events(went)
+    assert went.updated[cid(1)].status is OrderStatus.CANCELED  # it ends at the 0.06 it executed
     on_sells = sum((o.amount for o in desk.core.grid_orders() if o.side is SELL and o.level < 3), ZERO)
     assert on_sells + desk.core.leftover.base == desk.core.position == D("0.05994")
 
