@@ -813,8 +813,7 @@ class GridCore:
         self.fills_booked += 1
 
     def _unbook(self, book: _Book, booked: BookedFill, decision: Decision) -> None:
-        self._trade_owner.pop(booked.fill.trade_id, None)
-        book.fills.remove(booked)
+        book.fills.remove(booked)  # (its trade id stays owned: an estimate's id never comes again)
         if booked in decision.fills:
             decision.fills.remove(booked)
         else:

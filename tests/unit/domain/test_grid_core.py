@@ -842,6 +842,23 @@ def test_an_order_held_by_a_risk_rule_is_not_crossed_until_its_hold_lifts() -> N
     assert desk.owed() == [(0, BUY)]  # the buy, one level down, behind the buy at 100
 
 
+def test_a_buy_sent_after_its_hold_lifted_but_put_off_is_crossed_at_once() -> None:
+    """The panic passes and the held buy at 110 goes out; the venue goes down before it is sent.
+    It is no longer held by a risk rule, only never sent: a counter-sell owed to its level
+    crosses it at once."""
+    desk = Desk()
+    desk.on_ticker(START, spread=D("1"))  # panic: buys held
+    desk.accept(desk.core.lay(ladder(), desk.now))
+    desk.tick(1000)
+    calm = desk.book(desk.core.on_ticker(desk.ticker(D("104"))))
+    assert placed(calm) == [cid(0), cid(1)]
+    desk.book(desk.core.accepted(cid(0), "x0", OrderStatus.OPEN, desk.now))
+    desk.core.deferred(cid(1))  # its send was put off: never sent
+    crossed = desk.fill(cid(0), price=D("100"))
+    assert crossed.updated[cid(1)].status is OrderStatus.CANCELED
+    assert cancels(crossed) == []
+
+
 def test_a_buy_whose_send_was_put_off_is_crossed_at_once() -> None:
     """A buy whose send was put off (the venue went down before it) was never sent, so the
     counter-sell owed to its level crosses it at once, without a cancel."""
