@@ -45,6 +45,14 @@ def the_one_error_line(err: str) -> str:
     return errors[0]
 
 
+async def lay_a_grid_and_stop(cli: Cli, env: dict[str, str]) -> None:
+    """Run the testnet profile until its whole grid is placed, then stop it (Ctrl-C)."""
+    async with cli.bot(*TESTNET, "run", extra_env=env) as bot:
+        await bot.until(lambda e: e["event"] == "grid started")
+        await bot.until(lambda e: e["event"] == "order placed" and e.get("grid_level") == 8)
+        assert await bot.stop() == 0
+
+
 def not_a_directory(workdir: Path) -> Path:
     blocker = workdir / "blocker"
     blocker.write_text("a file where a directory should be\n")
@@ -127,10 +135,7 @@ async def test_a_refused_settings_change_leaves_the_old_grid_resting_and_resumab
     cli: Cli, server: FakeBinance
 ) -> None:
     env = env_for(server)
-    async with cli.bot(*TESTNET, "run", extra_env=env) as bot:
-        await bot.until(lambda e: e["event"] == "grid started")
-        await bot.until(lambda e: e["event"] == "order placed" and e.get("grid_level") == 8)
-        assert await bot.stop() == 0
+    await lay_a_grid_and_stop(cli, env)
     before = await cli.astatus(*TESTNET, extra_env=env)
     resting = {o.client_order_id for o in server.book("BTC/USDT").engine.open_orders()}
     requests_before = len(server.requests)
@@ -194,10 +199,7 @@ async def test_a_second_database_on_the_same_account_does_not_lay_a_second_grid(
     cli: Cli, server: FakeBinance
 ) -> None:
     env = env_for(server)
-    async with cli.bot(*TESTNET, "run", extra_env=env) as bot:
-        await bot.until(lambda e: e["event"] == "grid started")
-        await bot.until(lambda e: e["event"] == "order placed" and e.get("grid_level") == 8)
-        assert await bot.stop() == 0
+    await lay_a_grid_and_stop(cli, env)
     resting = {o.client_order_id for o in server.book("BTC/USDT").engine.open_orders()}
     sent_before = len([r for r in server.requests if r.method != "GET"])
     other = {**env, "DATABASE__URL": "sqlite+aiosqlite:///var/other.sqlite3"}
