@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from adapters.persistence.lease import LeaseRow
     from application.status import StatusReport
     from bootstrap.settings import Settings
 
@@ -154,20 +155,25 @@ def _run(settings: Settings, duration: float | None) -> int:
 def _status(settings: Settings, *, as_json: bool, run_id: str | None) -> int:
     import asyncio
 
+    from adapters.clock import SystemClock
     from adapters.persistence.database import open_database
+    from adapters.persistence.lease import live_holder
     from application.status import grid_status
+    from bootstrap.runner import grid_lease_name
 
-    async def read() -> StatusReport:
+    async def read() -> tuple[StatusReport, LeaseRow | None]:
         async with open_database(settings.database.url) as database:
-            return await grid_status(database.uow, run_id=run_id, symbol=settings.trading.symbol)
+            report = await grid_status(database.uow, run_id=run_id, symbol=settings.trading.symbol)
+            holder = await live_holder(database.engine, grid_lease_name(settings), SystemClock())
+            return report, holder
 
-    report = asyncio.run(read())
+    report, holder = asyncio.run(read())
     if as_json:
         import json
 
-        sys.stdout.write(json.dumps(status_to_dict(report), indent=2) + "\n")
+        sys.stdout.write(json.dumps(status_to_dict(report, holder), indent=2) + "\n")
     else:
-        sys.stdout.write(render_status(report))
+        sys.stdout.write(render_status(report, holder))
     return EXIT_OK if report.run is not None or run_id is None else EXIT_FAILURE
 
 
@@ -175,7 +181,21 @@ def _dec(value: Any) -> str | None:
     return None if value is None else f"{value.normalize():f}" if value else "0"
 
 
-def status_to_dict(report: StatusReport) -> dict[str, Any]:
+def _held_by(report: StatusReport, holder: LeaseRow | None) -> dict[str, Any] | None:
+    """The bot that runs the report's run now, if one does (a running run with none was left by a
+    bot that was killed or crashed)."""
+    run = report.run
+    if run is None or holder is None or run.status.value != "running":
+        return None
+    return {
+        "pid": holder.pid,
+        "host": holder.host,
+        "since": holder.acquired_at.isoformat(),
+        "heartbeat_at": holder.heartbeat_at.isoformat(),
+    }
+
+
+def status_to_dict(report: StatusReport, holder: LeaseRow | None = None) -> dict[str, Any]:
     run = report.run
     return {
         "run": None
@@ -188,6 +208,7 @@ def status_to_dict(report: StatusReport) -> dict[str, Any]:
             "started_at": run.started_at.isoformat(),
             "stopped_at": run.stopped_at.isoformat() if run.stopped_at else None,
             "stop_reason": run.stop_reason,
+            "held_by": _held_by(report, holder),
         },
         "open_orders": [
             {
@@ -255,14 +276,26 @@ def _position_lines(report: StatusReport, base_asset: str, quote_asset: str) -> 
     ]
 
 
-def render_status(report: StatusReport) -> str:
+def _status_line(report: StatusReport, holder: LeaseRow | None) -> str:
+    run = report.run
+    assert run is not None
+    line = f"Status     {run.status.value}" + (f": {run.stop_reason}" if run.stop_reason else "")
+    if run.status.value != "running":
+        return line
+    held = _held_by(report, holder)
+    if held is None:
+        return line + " (but no bot runs it now: the last one was killed or crashed; `run` resumes it)"
+    return line + f" (process {held['pid']} on {held['host']})"
+
+
+def render_status(report: StatusReport, holder: LeaseRow | None = None) -> str:
     run = report.run
     if run is None:
         return "No run recorded yet: start the bot with `python -m bootstrap run`.\n"
     base_asset, quote_asset = run.symbol.split("/")
     lines = [
         f"Run        {run.run_id}  ({run.symbol} on {run.exchange})",
-        f"Status     {run.status.value}" + (f": {run.stop_reason}" if run.stop_reason else ""),
+        _status_line(report, holder),
         f"Started    {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", stopped {run.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if run.stopped_at else ""),
         f"Fills      {report.fills}  (completed cycles: {report.completed_cycles})",

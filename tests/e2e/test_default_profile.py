@@ -150,3 +150,22 @@ def test_default_profile_never_imports_ccxt(cli: Cli) -> None:
     }
     assert "sqlalchemy" in imported  # the measurement works
     assert "ccxt" not in imported
+
+
+async def test_status_says_which_bot_runs_the_grid_and_when_none_does_after_a_kill(cli: Cli) -> None:
+    async with cli.bot("run") as bot:
+        await bot.until(lambda e: e["event"] == "grid started")
+        running = await cli.astatus()
+        assert running["run"]["status"] == "running"
+        assert running["run"]["held_by"]["pid"] == bot.proc.pid
+        code, out, _ = await cli.arun("status")
+        assert code == 0 and f"Status     running (process {bot.proc.pid} on " in out
+        bot.proc.kill()  # kill -9: the run stays booked as running
+        await bot.proc.wait()
+    left = await cli.astatus()
+    assert left["run"]["status"] == "running" and left["run"]["held_by"] is None
+    code, out, _ = await cli.arun("status")
+    assert (
+        "Status     running (but no bot runs it now: the last one was killed or crashed; `run` resumes it)"
+        in out
+    )

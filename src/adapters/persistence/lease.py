@@ -53,6 +53,35 @@ def _process_alive(pid: int) -> bool:
         return True  # no /proc (not Linux): the signal check is all there is
 
 
+def _expiry(row: LeaseRow, now: datetime, ttl: timedelta, *, host: str, pid: int) -> str | None:
+    """Why a lease someone else holds may be taken over, or None while it is live."""
+    if now - row.heartbeat_at > ttl:
+        return f"its last heartbeat was {(now - row.heartbeat_at).total_seconds():.0f} s ago"
+    if row.host == host and row.pid != pid and not _process_alive(row.pid):
+        return f"process {row.pid} on this host has exited"
+    return None
+
+
+async def live_holder(
+    engine: AsyncEngine, name: str, clock: Clock, *, ttl_s: float = DEFAULT_TTL_S
+) -> LeaseRow | None:
+    """Who runs the grid `name` right now, or None when no live bot holds its lease (for `status`:
+    a run booked *running* that nobody holds was left by a bot that was killed or crashed)."""
+    async with engine.connect() as connection:
+        found = (
+            await connection.execute(
+                select(
+                    leases.c.holder, leases.c.pid, leases.c.host, leases.c.acquired_at, leases.c.heartbeat_at
+                ).where(leases.c.name == name)
+            )
+        ).first()
+    if found is None:
+        return None
+    row = LeaseRow(*found)
+    expired = _expiry(row, clock.now(), timedelta(seconds=ttl_s), host=socket.gethostname(), pid=os.getpid())
+    return None if expired is not None else row
+
+
 class GridLease:
     """`await lease.acquire()` before the first venue call; `keep()` as a background task;
     `release()` on the way out (a killed process's lease expires instead)."""
@@ -79,12 +108,7 @@ class GridLease:
         self.held = False
 
     def _expired(self, row: LeaseRow, now: datetime) -> str | None:
-        """Why a lease someone else holds may be taken over, or None while it is live."""
-        if now - row.heartbeat_at > self._ttl:
-            return f"its last heartbeat was {(now - row.heartbeat_at).total_seconds():.0f} s ago"
-        if row.host == self._host and row.pid != self._pid and not _process_alive(row.pid):
-            return f"process {row.pid} on this host has exited"
-        return None
+        return _expiry(row, now, self._ttl, host=self._host, pid=self._pid)
 
     async def acquire(self) -> None:
         """Hold the lease, or raise GridInUse naming who holds it and since when."""
