@@ -28,29 +28,41 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bootstrap",
         description="Grid-trading bot for Binance spot. With no command, runs the bot.",
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="profile TOML file (default: $BOT_CONFIG, else config/default.toml)",
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    config_help = "profile TOML file (default: $BOT_CONFIG, else config/default.toml)"
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    # --config is also accepted after the command; there, it is only set when given.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the grid bot until Ctrl-C, SIGTERM or --duration")
+    run = commands.add_parser(
+        "run", parents=[after], help="run the grid bot until Ctrl-C, SIGTERM or --duration"
+    )
     run.add_argument(
         "--duration", type=_positive_float, metavar="SECONDS", help="stop after this many seconds"
     )
 
-    status = commands.add_parser("status", help="show the latest run from the database")
+    status = commands.add_parser("status", parents=[after], help="show the latest run from the database")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--run-id", help="a specific run instead of the latest")
 
-    trade = commands.add_parser("trade", help="place one order and record it")
+    trade = commands.add_parser("trade", parents=[after], help="place one order and record it")
     trade.add_argument("--side", required=True, choices=["buy", "sell"])
     trade.add_argument("--amount", required=True, help="base quantity, e.g. 0.001")
     trade.add_argument("--type", default="market", choices=["market", "limit"], dest="order_type")
     trade.add_argument("--price", help="limit price (required for --type limit)")
     trade.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gridbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _positive_float(text: str) -> float:
