@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from domain.errors import DomainError
 from domain.grid import sell_profit
 from domain.models import ZERO, BookedFill, BotRun, OrderStatus, Side, TrackedOrder, split_symbol
-from domain.ports import UnitOfWorkFactory
+from domain.ports import UnitOfWork, UnitOfWorkFactory
 
 LAST_PRICE_PARAM = "last_price"  # the run's params key where the grid bot keeps the last market price
 AVERAGE_COST_QUANTUM = Decimal("1E-8")  # average cost is a quotient: reported to 8 decimal places
@@ -105,13 +106,32 @@ def _decimal_or_none(text: str | None) -> Decimal | None:
     return value if value.is_finite() and value > 0 else None
 
 
+async def _run_named(uow: UnitOfWork, run_id: str) -> BotRun | None:
+    """The run with this id, or the one run whose id starts with it (the short id in the logs and
+    in client order ids); an id that several runs start with is refused, naming two."""
+    run = await uow.runs.get(run_id)
+    if run is not None:
+        return run
+    found = await uow.runs.starting_with(run_id, limit=2)
+    if len(found) > 1:
+        raise AmbiguousRunId(
+            f"several runs have an id starting with {run_id!r} ({found[0].run_id}, {found[1].run_id}, ...): "
+            "give more of it"
+        )
+    return found[0] if found else None
+
+
+class AmbiguousRunId(DomainError):
+    """A short run id that more than one run starts with."""
+
+
 async def grid_status(
     uow_factory: UnitOfWorkFactory, *, run_id: str | None = None, symbol: str | None = None, recent: int = 10
 ) -> StatusReport:
     """The latest run (or `run_id`), its active orders, its fills, its realized profit and its
     position (base held, its cost, the last price and the unrealized profit)."""
     async with uow_factory() as uow:
-        run = await uow.runs.get(run_id) if run_id else await uow.runs.latest(symbol)
+        run = await _run_named(uow, run_id) if run_id else await uow.runs.latest(symbol)
         if run is None:
             return StatusReport(None, (), 0, ZERO, 0, {}, ())
         orders = tuple(await uow.orders.list_active(run.run_id))

@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[after], help="show the latest run from the database")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--run-id", help="a specific run instead of the latest")
+    status.add_argument(
+        "--run-id", help="a specific run instead of the latest: its id, or the start of it (as in the logs)"
+    )
 
     trade = commands.add_parser("trade", parents=[after], help="place one order and record it")
     trade.add_argument("--side", required=True, choices=["buy", "sell"])
@@ -180,13 +182,16 @@ def _status(settings: Settings, *, as_json: bool, run_id: str | None) -> int:
             return report, holder
 
     report, holder = asyncio.run(read())
+    if report.run is None and run_id is not None:
+        sys.stderr.write(f"error: no run with id {run_id!r} (or starting with it) in this database\n")
+        return EXIT_FAILURE
     if as_json:
         import json
 
         sys.stdout.write(json.dumps(status_to_dict(report, holder), indent=2) + "\n")
     else:
         sys.stdout.write(render_status(report, holder))
-    return EXIT_OK if report.run is not None or run_id is None else EXIT_FAILURE
+    return EXIT_OK
 
 
 def _dec(value: Any) -> str | None:

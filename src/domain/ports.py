@@ -130,6 +130,11 @@ class RunRepository(Protocol):
 
     async def get(self, run_id: str) -> BotRun | None: ...
 
+    async def starting_with(self, prefix: str, *, limit: int = 2) -> Sequence[BotRun]:
+        """Runs whose id starts with `prefix` (the short ids of logs and client order ids), at
+        most `limit` of them."""
+        ...
+
     async def latest(
         self, symbol: str | None = None, *, exclude_fingerprint: str | None = None
     ) -> BotRun | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
 
@@ -169,3 +170,16 @@ async def test_status_says_which_bot_runs_the_grid_and_when_none_does_after_a_ki
         "Status     running (but no bot runs it now: the last one was killed or crashed; `run` resumes it)"
         in out
     )
+
+
+async def test_status_takes_the_short_run_id_of_the_logs_and_says_when_there_is_no_such_run(cli: Cli) -> None:
+    async with cli.bot("run") as bot:
+        started = await bot.until(lambda e: e["event"] == "grid started")
+        assert await bot.stop() == 0
+    short = started["run_id"][:12]
+    code, out, err = await cli.arun("status", "--json", "--run-id", short)
+    assert code == 0, err
+    assert json.loads(out)["run"]["run_id"] == started["run_id"]
+    code, out, err = await cli.arun("status", "--run-id", "0000nosuchrun")
+    assert (code, out) == (1, "")
+    assert err.strip() == "error: no run with id '0000nosuchrun' (or starting with it) in this database"

@@ -405,6 +405,18 @@ class SqlAlchemyRunRepository:
             row = result.mappings().one_or_none()
         return None if row is None else _run_from_row(row)
 
+    async def starting_with(self, prefix: str, *, limit: int = 2) -> Sequence[BotRun]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = (
+            select(bot_runs)
+            .where(bot_runs.c.run_id.like(f"{escaped}%", escape="\\"))
+            .order_by(bot_runs.c.run_id)
+            .limit(limit)
+        )
+        with database_errors(f"looking up runs starting with {prefix}"):
+            result = await self._session.execute(query)
+            return [_run_from_row(row) for row in result.mappings()]
+
     async def latest(
         self, symbol: str | None = None, *, exclude_fingerprint: str | None = None
     ) -> BotRun | None:

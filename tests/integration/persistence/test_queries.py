@@ -192,3 +192,19 @@ async def test_realized_pnl_is_the_exact_sum_of_the_run_s_fills(db: Database) ->
     with localcontext() as ctx:
         ctx.prec = 100
         assert total == sum(profits, Decimal("0"))
+
+
+async def test_runs_are_found_by_the_start_of_their_id_with_like_wildcards_taken_literally(
+    db: Database,
+) -> None:
+    async with db.uow() as uow:
+        for run_id in ("abc123def", "abc124xyz", "a_c999", "a%c000", "zzz"):
+            await uow.runs.add(a_run(run_id))
+        await uow.commit()
+    async with db.uow() as uow:
+        assert [r.run_id for r in await uow.runs.starting_with("abc123")] == ["abc123def"]
+        assert [r.run_id for r in await uow.runs.starting_with("abc")] == ["abc123def", "abc124xyz"]
+        assert [r.run_id for r in await uow.runs.starting_with("abc", limit=1)] == ["abc123def"]
+        assert [r.run_id for r in await uow.runs.starting_with("a_c")] == ["a_c999"]  # not "abc..."
+        assert [r.run_id for r in await uow.runs.starting_with("a%")] == ["a%c000"]
+        assert await uow.runs.starting_with("nope") == []

@@ -147,6 +147,11 @@ class _Runs:
     async def get(self, run_id: str) -> BotRun | None:
         return self.data.get(run_id)
 
+    async def starting_with(self, prefix: str, *, limit: int = 2) -> Sequence[BotRun]:
+        return sorted((r for r in self.data.values() if r.run_id.startswith(prefix)), key=lambda r: r.run_id)[
+            :limit
+        ]
+
     async def latest(
         self, symbol: str | None = None, *, exclude_fingerprint: str | None = None
     ) -> BotRun | None:

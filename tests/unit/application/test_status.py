@@ -4,10 +4,13 @@ equity change, hand-computed from a few booked fills. Output is checked as a use
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from application.status import StatusReport, grid_status
+import pytest
+
+from application.status import AmbiguousRunId, StatusReport, grid_status
 from bootstrap.cli import render_status, status_to_dict
 from domain.models import (
     BookedFill,
@@ -206,3 +209,19 @@ async def test_with_no_run_the_position_keys_are_present_and_empty() -> None:
     assert shown["base_position"] == "0"
     assert shown["last_price"] is None
     assert shown["unrealized_pnl"] is None
+
+
+async def test_a_run_is_found_by_the_short_id_of_the_logs_and_an_ambiguous_one_is_refused() -> None:
+    store = store_with_run()
+    short = RUN_ID[:8]
+    found = await grid_status(lambda: InMemoryUnitOfWork(store), run_id=short)
+    assert found.run is not None and found.run.run_id == RUN_ID
+    twin = replace(store.runs[RUN_ID], run_id=short + "-twin")
+    store.runs[twin.run_id] = twin
+    with pytest.raises(AmbiguousRunId) as refused:
+        await grid_status(lambda: InMemoryUnitOfWork(store), run_id=short)
+    assert RUN_ID in str(refused.value) and twin.run_id in str(refused.value)
+    exact = await grid_status(lambda: InMemoryUnitOfWork(store), run_id=RUN_ID)
+    assert exact.run is not None and exact.run.run_id == RUN_ID
+    nothing = await grid_status(lambda: InMemoryUnitOfWork(store), run_id="nosuchrun")
+    assert nothing.run is None
