@@ -212,6 +212,18 @@ def _held_by(report: StatusReport, holder: LeaseRow | None) -> dict[str, Any] | 
     }
 
 
+_GRID_PARAMS = ("levels", "quantity", "start_price", "investment", "spacing")
+
+
+def _grid_settings(params: dict[str, str]) -> dict[str, Any]:
+    """The run's grid as it was laid: its level prices, per-level quantity, start price,
+    investment and spacing (what the run's params keep of them; a manual trade's run has none)."""
+    grid: dict[str, Any] = {key: params[key] for key in _GRID_PARAMS if key in params}
+    if "levels" in grid:
+        grid["levels"] = grid["levels"].split(",")
+    return grid
+
+
 def status_to_dict(report: StatusReport, holder: LeaseRow | None = None) -> dict[str, Any]:
     run = report.run
     return {
@@ -226,6 +238,7 @@ def status_to_dict(report: StatusReport, holder: LeaseRow | None = None) -> dict
             "stopped_at": run.stopped_at.isoformat() if run.stopped_at else None,
             "stop_reason": run.stop_reason,
             "held_by": _held_by(report, holder),
+            "grid": _grid_settings(run.params),
         },
         "open_orders": [
             {
@@ -239,7 +252,7 @@ def status_to_dict(report: StatusReport, holder: LeaseRow | None = None) -> dict
                 "filled": _dec(o.filled),
                 "status": o.status.value,
             }
-            for o in report.open_orders
+            for o in sorted(report.open_orders, key=lambda o: (o.price is None, o.price or 0, o.level))
         ],
         "fills": report.fills,
         "completed_cycles": report.completed_cycles,

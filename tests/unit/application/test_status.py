@@ -225,3 +225,31 @@ async def test_a_run_is_found_by_the_short_id_of_the_logs_and_an_ambiguous_one_i
     assert exact.run is not None and exact.run.run_id == RUN_ID
     nothing = await grid_status(lambda: InMemoryUnitOfWork(store), run_id="nosuchrun")
     assert nothing.run is None
+
+
+async def test_status_json_lists_open_orders_by_price_and_gives_the_runs_grid() -> None:
+    store = store_with_run(quantity="0.002", spacing="geometric", investment="500", start_price="30000")
+    for level, price, side in ((4, "31000", Side.SELL), (0, "29000", Side.BUY), (3, "30500", Side.SELL)):
+        cid = f"gb-{RUN_ID}-L{level:03d}-00009"
+        store.orders[cid] = TrackedOrder(
+            run_id=RUN_ID,
+            client_order_id=cid,
+            symbol="BTC/USDT",
+            side=side,
+            type=OrderType.LIMIT,
+            amount=Decimal("0.002"),
+            price=Decimal(price),
+            level=level,
+            status=OrderStatus.OPEN,
+            created_at=T0,
+            updated_at=T0,
+        )
+    shown = as_json(await status_of(store))
+    assert [o["price"] for o in shown["open_orders"]] == ["29000", "30500", "31000"]
+    assert shown["run"]["grid"] == {
+        "levels": ["29000", "29500", "30000", "30500", "31000"],
+        "quantity": "0.002",
+        "start_price": "30000",
+        "investment": "500",
+        "spacing": "geometric",
+    }
