@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from application.grid_bot import GridBot, GridBotConfig, RunOutcome
+from application.grid_bot import GridBot, GridBotConfig, RunOutcome, quote_locked_by
 from domain.errors import ConfigurationError
 from domain.grid import GridParams, Spacing
-from domain.models import OrderRequest, OrderStatus, OrderType, RunStatus, Side
+from domain.models import OrderRequest, OrderStatus, OrderType, RunStatus, Side, TrackedOrder
 from domain.risk import RiskLimits
 
 from .fakes import FakeClock, FakeVenue, InMemoryUnitOfWork, Store
@@ -474,3 +474,25 @@ async def test_a_running_grid_books_a_fill_its_feed_never_delivered_within_a_min
     ]
     counter = [o for o in harness.store.orders.values() if o.parent_client_order_id == fill.client_order_id]
     assert len(counter) == 1 and counter[0].side is Side.SELL
+
+
+def test_only_buys_the_venue_confirmed_count_as_funds_a_grid_change_frees() -> None:
+    """What cancelling the old grid frees is the quote the venue holds for its unfilled buys; an
+    order never confirmed (PENDING) or never sent (OWED) holds nothing, and a sell holds base."""
+    t0 = FakeClock().now()
+
+    def order(status: OrderStatus, side: Side = Side.BUY, filled: str = "0") -> TrackedOrder:
+        return TrackedOrder(
+            "run", f"gb-{status.value}-{side.value}", "BTC/USDT", side, OrderType.LIMIT,
+            Decimal("0.01"), Decimal("29000"), 1, status, t0, t0, filled=Decimal(filled),
+        )  # fmt: skip
+
+    orders = [
+        order(OrderStatus.OPEN),  # 290
+        order(OrderStatus.PARTIALLY_FILLED, filled="0.004"),  # 0.006 left: 174
+        order(OrderStatus.PENDING),
+        order(OrderStatus.OWED),
+        order(OrderStatus.FILLED, filled="0.01"),
+        order(OrderStatus.OPEN, Side.SELL),
+    ]
+    assert quote_locked_by(orders) == Decimal("464.00")
