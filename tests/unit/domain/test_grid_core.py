@@ -898,8 +898,8 @@ def test_a_crossed_remainder_owed_behind_an_order_keeps_its_book_until_it_goes_o
     )  # 0.03 at 110, 0.07 at 100
 
 
-def test_a_crossed_remainder_crossing_again_keeps_its_book() -> None:
-    """The remainder's way down meets a live sell at 120: owed, the sell withdrawn, crossed again."""
+def _a_buy_at_130_filled_0_03_with_a_sell_owed_behind_it() -> Desk:
+    """A sell rests at 120 and a buy at 130; a sell is owed to 130; the buy has filled 0.03."""
     desk = Desk()
     desk.accept(
         desk.core.lay(
@@ -908,6 +908,12 @@ def test_a_crossed_remainder_crossing_again_keeps_its_book() -> None:
     )
     desk.book(desk.core.lay([PlannedOrder(3, SELL, LEVELS[3], Q, D("12"))], desk.now))
     desk.fill(cid(3), D("0.03"))
+    return desk
+
+
+def test_a_crossed_remainder_crossing_again_keeps_its_book() -> None:
+    """The remainder's way down meets a live sell at 120: owed, the sell withdrawn, crossed again."""
+    desk = _a_buy_at_130_filled_0_03_with_a_sell_owed_behind_it()
     desk.accept(desk.core.cancelled(cid(3), D("0.03"), desk.tick()))
     assert desk.owed() == [(2, BUY)]
     assert cancels(desk.on_ticker(START)) == [cid(2)]
@@ -922,14 +928,7 @@ def test_a_crossed_remainder_crossing_again_keeps_its_book() -> None:
 
 
 def test_a_crossed_remainder_meeting_a_held_order_crosses_it_with_its_book() -> None:
-    desk = Desk()
-    desk.accept(
-        desk.core.lay(
-            [PlannedOrder(2, SELL, LEVELS[2], Q, SELL_COST), PlannedOrder(3, BUY, LEVELS[3], Q)], desk.now
-        )
-    )
-    desk.book(desk.core.lay([PlannedOrder(3, SELL, LEVELS[3], Q, D("12"))], desk.now))
-    desk.fill(cid(3), D("0.03"))
+    desk = _a_buy_at_130_filled_0_03_with_a_sell_owed_behind_it()
     desk.book(desk.core.venue_unavailable(desk.tick()))
     desk.book(desk.core.gone(cid(2), desk.tick(), reason="lost"))  # held again at 120
     desk.book(desk.core.cancelled(cid(3), D("0.03"), desk.tick()))
