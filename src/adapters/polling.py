@@ -34,6 +34,9 @@ class _Poller:
         self._clock = clock
         self._interval_s = interval_s
         self._closed = asyncio.Event()
+        self.errors: dict[str, int] = {}  # transient failures by error type (metrics)
+        self.reconnects = 0  # polls that succeeded after a failed one
+        self._failing = False
 
     @property
     def closed(self) -> bool:
@@ -59,10 +62,17 @@ class _Poller:
     async def _poll(self, what: str, symbol: str, fetch: Callable[[], Awaitable[T]]) -> T | None:
         """One poll; None after a transient failure (already logged)."""
         try:
-            return await fetch()
+            result = await fetch()
         except (ExchangeUnavailable, RateLimited) as error:
             log.warning("polling.transient_failure", feed=what, symbol=symbol, error=str(error))
+            kind = type(error).__name__
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+            self._failing = True
             return None
+        if self._failing:
+            self._failing = False
+            self.reconnects += 1
+        return result
 
 
 class PollingMarketDataFeed(_Poller):

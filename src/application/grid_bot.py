@@ -24,6 +24,7 @@ from returns.result import Failure
 
 from application.grid_books import book, leftover_of, run_with
 from application.grid_venue import TRANSIENT, VenueCalls
+from application.observing import RunReporter
 from domain.errors import ConfigurationError, ExchangeError, ExchangeUnavailable
 from domain.grid import (
     CLIENT_ID_PREFIX,
@@ -47,7 +48,14 @@ from domain.models import (
     Ticker,
     TrackedOrder,
 )
-from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed, UnitOfWorkFactory
+from domain.ports import (
+    BotObserver,
+    Clock,
+    ExchangeGateway,
+    MarketDataFeed,
+    OrderUpdateFeed,
+    UnitOfWorkFactory,
+)
 from domain.risk import MarketState, MarketStateThresholds, RiskLimits
 from domain.rules import MarketRules
 
@@ -110,8 +118,10 @@ class GridBot:
         order_feed: OrderUpdateFeed,
         uow_factory: UnitOfWorkFactory,
         clock: Clock,
+        observer: BotObserver | None = None,
     ) -> None:
         self._config = config
+        self._report = RunReporter(observer, clock, config.exchange)  # metrics, health, alerts
         self._venue = VenueCalls(gateway, clock, config.symbol, config.start_attempts)
         self._gateway = gateway
         self._market_feed = market_feed
@@ -159,6 +169,7 @@ class GridBot:
                 await asyncio.sleep(0)
                 started = await self._start_unless_stopped(waiters[0])
             if started:
+                self._report.started(self.core)
                 done, _ = await asyncio.wait([*consumers, *waiters], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task in consumers:
@@ -251,11 +262,13 @@ class GridBot:
             current = pending.pop(0)
             await self._book(current)
             self._log_notes(current)
+            self._report.decided(current)
             outcome = Decision()
             venue_down = False
             for command in current.commands:
                 if isinstance(command, CancelOrder):
                     outcome.merge(await self._venue.cancel(self.core, command))
+                    self._report.cancelled(command.order)
                 elif venue_down or not self.core.wants_placed(command.order.client_order_id):
                     self.core.deferred(command.order.client_order_id)
                 else:
@@ -264,6 +277,7 @@ class GridBot:
                     outcome.merge(result)
                     if order is not None:
                         placed.append(order)
+                        self._report.placed(command.order)
             if current.halted is not None:
                 outcome.merge(await self._after_halt())
             if outcome.needs_booking or outcome.commands or outcome.notes:
@@ -371,6 +385,7 @@ class GridBot:
         self._run = run
         self._last_recheck = self._clock.monotonic()
         self._core = GridCore(self._core_config(run.run_id, rules, plan.levels, plan.quantity))
+        self._report.begin(run, self.core, (), resumed=False)
         self._log = self._log.bind(run_id=run.run_id)
         self._log_notes(self.core.observe(ticker))
         self._log.info(
@@ -431,6 +446,7 @@ class GridBot:
             every_order=every_order,
             leftover=leftover_of(run),
         )
+        self._report.begin(run, self.core, fills, resumed=True)
         self._log_notes(self.core.observe(ticker))
         self._log.info("resuming grid", active_orders=len(active), fills=len(fills))
         caught_up = await self._catch_up(patient=True)
@@ -574,6 +590,7 @@ class GridBot:
                 await self._handle((), ticker)
 
     async def _handle(self, fills: Iterable[Fill], ticker: Ticker | None) -> None:
+        self._report.event(ticker)
         try:
             if ticker is not None:
                 if self.core.halt is not None:
@@ -587,8 +604,11 @@ class GridBot:
                 await self._carry_out(self.core.apply_fills(list(fills), self._clock.now()))
         except TRANSIENT as exc:  # booked or not, the event comes again (feed, catch-up, next ticker)
             self._log.warning("venue unavailable; carrying on", reason=str(exc))
+            self._report.venue_error(exc)
             if isinstance(exc, ExchangeUnavailable):
                 self._log_notes(self.core.venue_unavailable(self._clock.now()))
+        finally:
+            self._report.handled(self._core)
 
     async def _recheck_orders(self) -> None:
         """Every RECHECK_INTERVAL_S (on the clock port), the open orders the books hold are compared
@@ -675,6 +695,7 @@ class GridBot:
             open_orders=len(core.grid_orders()),
             owed_orders=len(core.owed_orders()),
         )
+        self._report.stopped(core, status, final_reason)
         return RunOutcome(run.run_id, status, final_reason, fills, realized)
 
     def _run_or_raise(self) -> BotRun:

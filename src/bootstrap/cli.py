@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration", type=_positive_float, metavar="SECONDS", help="stop after this many seconds"
     )
+    run.add_argument(
+        "--health-port",
+        type=_port,
+        metavar="PORT",
+        help="serve GET /health and /metrics on this port (HEALTH__HOST, default 127.0.0.1; 0: a free port)",
+    )
 
     status = commands.add_parser("status", parents=[after], help="show the latest run from the database")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -65,6 +71,16 @@ def _version() -> str:
         return version("gridbot")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed)"
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be within 0..65535")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -108,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = _load(args)
+        if getattr(args, "health_port", None) is not None:
+            health = settings.health.model_copy(update={"port": args.health_port})
+            settings = settings.model_copy(update={"health": health})
         from adapters.logging import configure_logging
 
         configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=_secrets(settings))
@@ -133,10 +152,19 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def _secrets(settings: Settings) -> list[str]:
+    alerts = settings.alerts
     found = []
-    for secret in (settings.exchange.api_key, settings.exchange.api_secret):
+    for secret in (
+        settings.exchange.api_key,
+        settings.exchange.api_secret,
+        alerts.telegram_token,
+        alerts.webhook_url,
+        alerts.discord_webhook_url,
+    ):
         if secret is not None and secret.get_secret_value():
             found.append(secret.get_secret_value())
+    if alerts.discord_webhook_url is not None:  # the webhook's token is its last path segment
+        found.append(alerts.discord_webhook_url.get_secret_value().rstrip("/").rsplit("/", 1)[-1])
     return found
 
 

@@ -20,7 +20,7 @@ from application.grid_bot import GridBot, GridBotConfig
 from bootstrap.settings import Settings
 from bootstrap.venues import Venue, binance_venue, simulated_venue
 from domain.grid import GridParams, Spacing
-from domain.ports import ExchangeGateway
+from domain.ports import BotObserver, ExchangeGateway
 from domain.risk import MarketStateThresholds, RiskLimits
 
 
@@ -65,7 +65,13 @@ def grid_bot_config(settings: Settings, venue: Venue) -> GridBotConfig:
     )
 
 
-def _build_bot(settings: Settings, venue: Venue, database: Database, clock: SystemClock) -> GridBot:
+def _build_bot(
+    settings: Settings,
+    venue: Venue,
+    database: Database,
+    clock: SystemClock,
+    observer: BotObserver | None = None,
+) -> GridBot:
     gateway: ExchangeGateway = venue.gateway
     if crashpoints.armed():  # GRIDBOT_CRASH_AT: the kill tests' points around sending an order
         gateway = cast("ExchangeGateway", crashpoints.CrashPointGateway(gateway))
@@ -76,6 +82,7 @@ def _build_bot(settings: Settings, venue: Venue, database: Database, clock: Syst
         order_feed=venue.order_feed,
         uow_factory=database.uow,
         clock=clock,
+        observer=observer,
     )
 
 

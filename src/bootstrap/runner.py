@@ -21,6 +21,7 @@ from adapters.persistence.lease import GridLease
 from application.grid_bot import GridBot, RunOutcome
 from application.trade import TradeIntent, place_trade
 from bootstrap.container import build_container
+from bootstrap.monitoring import Monitoring, open_monitoring
 from bootstrap.settings import Settings
 from bootstrap.venues import Venue
 from domain.errors import ConfigurationError, DomainError
@@ -77,6 +78,8 @@ async def run_bot(
     background: list[asyncio.Task[None]] = []
     lease: GridLease | None = None
     lost: list[str] = []
+    monitoring: Monitoring | None = None
+    telling = contextlib.AsyncExitStack()  # the health endpoint and alerts, closed last
     try:
         database = await container.database()  # type: ignore[misc]
         lease = GridLease(database.engine, grid_lease_name(settings), clock)
@@ -87,6 +90,7 @@ async def run_bot(
             stop.set()
 
         background.append(asyncio.create_task(lease.keep(on_lost), name="grid-lease"))
+        monitoring = await telling.enter_async_context(open_monitoring(settings, clock))
         if duration is not None:
             background.append(asyncio.create_task(_stop_after(clock, duration, stop), name="duration"))
         opening = cast("Awaitable[Venue]", container.venue())  # a Resource: awaited, it opens
@@ -94,7 +98,8 @@ async def run_bot(
         if venue is None:
             log.warning("stopped before the grid started")
             return None
-        bot: GridBot = await container.grid_bot()  # type: ignore[misc]
+        monitoring.attach_venue(venue)
+        bot: GridBot = await container.grid_bot(observer=monitoring.observer)  # type: ignore[misc]
         log.info(
             "bot starting",
             exchange=venue.name,
@@ -121,12 +126,17 @@ async def run_bot(
                     stop.set()  # a venue task crashed: stop the bot, then report the crash
                     await asyncio.gather(bot_task, return_exceptions=True)
                     task.result()
+    except Exception as exc:
+        if monitoring is not None:
+            monitoring.bot_failed(exc)  # alerted before the endpoint and alerts close
+        raise
     finally:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         if lease is not None and lease.held:
             await lease.release()
+        await telling.aclose()
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown

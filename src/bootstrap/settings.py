@@ -33,7 +33,7 @@ from pydantic_settings import (
 from domain.errors import ConfigurationError
 
 DEFAULT_PROFILE = Path("config/default.toml")
-SECRET_FIELDS = frozenset({"api_key", "api_secret"})
+SECRET_FIELDS = frozenset({"api_key", "api_secret", "webhook_url", "telegram_token", "discord_webhook_url"})
 
 
 def _decimal_input(value: Any) -> Any:
@@ -172,6 +172,68 @@ class LogSettings(_Section):
         return value
 
 
+class HealthSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)  # none: no endpoint; 0: a free port, logged
+    feed_down_after_s: float = Field(default=60.0, gt=0)  # no price for this long: "feed down"
+
+
+def _secret_url(value: SecretStr | None) -> SecretStr | None:
+    """A URL holding a secret: its shape checked, and never echoed in the message."""
+    if value is None or not value.get_secret_value().strip():
+        return None
+    try:
+        check_url(value.get_secret_value(), ("http", "https"))
+    except ValueError as exc:
+        raise ValueError(str(exc).rsplit(", got ", 1)[0]) from None
+    return SecretStr(value.get_secret_value().strip())
+
+
+class AlertSettings(_Section):
+    """Setting a channel's URL (or the Telegram token and chat id) turns that channel on."""
+
+    webhook_url: SecretStr | None = None  # generic: a JSON POST per alert
+    telegram_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    discord_webhook_url: SecretStr | None = None
+    repeat_after_s: float = Field(default=600.0, ge=0)  # one alert of a kind at most this often
+    max_per_minute: int = Field(default=20, ge=1)  # all alerts together
+
+    @field_validator("webhook_url", "discord_webhook_url")
+    @classmethod
+    def _secret_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        return _secret_url(value)
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        return check_url(value, ("http", "https"))
+
+    @field_validator("telegram_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        token = value.get_secret_value().strip()
+        if any(c.isspace() or c in "/?#" for c in token):
+            raise ValueError("is not a Telegram bot token (it looks like 123456:ABC-DEF...)")
+        return SecretStr(token)
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _chat_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    @property
+    def any_channel(self) -> bool:
+        return any(
+            secret is not None for secret in (self.webhook_url, self.telegram_token, self.discord_webhook_url)
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_nested_delimiter="__",
@@ -188,6 +250,8 @@ class Settings(BaseSettings):
     grid: GridSettings = GridSettings()
     risk: RiskSettings = RiskSettings()
     log: LogSettings = LogSettings()
+    health: HealthSettings = HealthSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -307,3 +371,12 @@ def check_consistency(settings: Settings) -> None:
         )
     if settings.risk.panic_range <= settings.risk.volatile_range:
         raise ConfigurationError("RISK__PANIC_RANGE", "must be above RISK__VOLATILE_RANGE")
+    alerts = settings.alerts
+    if alerts.telegram_token is not None and alerts.telegram_chat_id is None:
+        raise ConfigurationError(
+            "ALERTS__TELEGRAM_CHAT_ID", "is required when ALERTS__TELEGRAM_TOKEN is set (the chat to send to)"
+        )
+    if alerts.telegram_chat_id is not None and alerts.telegram_token is None:
+        raise ConfigurationError(
+            "ALERTS__TELEGRAM_TOKEN", "is required when ALERTS__TELEGRAM_CHAT_ID is set (the bot that sends)"
+        )

@@ -7,13 +7,14 @@ profile never loads them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, fields
 from functools import partial
 
 import structlog
 
+from adapters.monitoring.probe import VenueProbe
 from bootstrap.settings import Settings
 from domain.errors import ConfigurationError
 from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed
@@ -34,6 +35,7 @@ class Venue:
     background: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     stop: Callable[[], None] = lambda: None
     ready: Callable[[], Awaitable[None]] | None = None  # awaited after the background tasks start
+    probe: VenueProbe | None = None  # the adapter's own health, for /health and /metrics
 
 
 VenueFactory = Callable[[], AbstractAsyncContextManager[Venue]]
@@ -171,7 +173,26 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
             market.close()
             orders.close()
 
+        def errors() -> Mapping[str, int]:
+            return dict(gateway.errors)
+
+        probe = VenueProbe(
+            state=lambda: gateway.state,
+            breaker_state=lambda: gateway.breaker_state,
+            banned_for=gateway.banned_for,
+            weight_used=gateway.weight_used,
+            throttled=gateway.throttled,
+            reconnects=lambda: market.reconnects + orders.reconnects,
+            errors=errors,
+        )
         try:
-            yield Venue("binance-testnet" if ex.testnet else "binance", gateway, market, orders, stop=stop)
+            yield Venue(
+                "binance-testnet" if ex.testnet else "binance",
+                gateway,
+                market,
+                orders,
+                stop=stop,
+                probe=probe,
+            )
         finally:
             stop()

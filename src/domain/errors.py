@@ -84,6 +84,10 @@ class GridInUse(DomainError):
     """Another bot process holds this grid (same account and symbol, same database)."""
 
 
+class DeliveryFailed(DomainError):
+    """An alert did not reach its channel (network failure, timeout, or a non-2xx answer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a rule refused an order. `rule` is a stable identifier (e.g. 'LOT_SIZE', 'MAX_OPEN_ORDERS')."""

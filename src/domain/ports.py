@@ -4,12 +4,24 @@ only these. Every method raises only `domain.errors` types."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Protocol, Self
 
-from domain.models import Balance, BookedFill, BotRun, Fill, Order, OrderRequest, Ticker, TrackedOrder
+from domain.models import (
+    Balance,
+    BookedFill,
+    BotRun,
+    Fill,
+    Order,
+    OrderRequest,
+    RunStatus,
+    Ticker,
+    TrackedOrder,
+)
+from domain.risk import MarketState
 from domain.rules import MarketRules
 
 
@@ -166,3 +178,129 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+# --------------------------------------------------------------------------- telling the world
+@dataclass(frozen=True, slots=True)
+class GridSnapshot:
+    """A running grid at a glance, as health checks, metrics and alerts report it."""
+
+    run_id: str
+    symbol: str
+    exchange: str
+    started_at: datetime
+    market_state: MarketState
+    last_price: Decimal | None
+    open_orders: int
+    fills: int  # fills the books hold for the run
+    realized_pnl: Decimal
+    position: Decimal  # base the run holds per its books
+    position_cost: Decimal  # quote paid for that base
+    halt_reason: str | None = None
+
+    @property
+    def unrealized_pnl(self) -> Decimal | None:
+        if self.last_price is None:
+            return None
+        return self.position * self.last_price - self.position_cost
+
+    @property
+    def equity_change(self) -> Decimal:
+        """Realized plus unrealized profit (the base valued at the last price)."""
+        return self.realized_pnl + (self.unrealized_pnl or Decimal(0))
+
+
+class BotObserver(Protocol):
+    """What the grid use case tells the world beside its logs, at each decision: metrics, health
+    and alerts listen here. Calls must return at once and never raise: trading does not wait on
+    an observer."""
+
+    def run_started(self, snapshot: GridSnapshot, *, resumed: bool) -> None: ...
+
+    def price_seen(self, ticker: Ticker) -> None: ...
+
+    def order_placed(self, order: TrackedOrder) -> None: ...
+
+    def order_refused(self, order: TrackedOrder, reason: str) -> None:
+        """`reason` is a short label: the risk rule (e.g. MAX_OPEN_ORDERS), or "venue"."""
+        ...
+
+    def order_cancelled(self, order: TrackedOrder) -> None: ...
+
+    def fill_booked(self, booked: BookedFill) -> None: ...
+
+    def latency(self, kind: str, seconds: float) -> None:
+        """Clock time from an event to the order it led to: "tick_to_order" (a price released a
+        held order) or "fill_to_counter_order"."""
+        ...
+
+    def venue_error(self, error: Exception) -> None:
+        """A transient venue failure the running grid carried on through."""
+        ...
+
+    def halted(self, reason: str) -> None: ...
+
+    def changed(self, snapshot: GridSnapshot) -> None:
+        """The grid after an event was handled."""
+        ...
+
+    def run_stopped(self, snapshot: GridSnapshot, *, status: RunStatus, reason: str) -> None: ...
+
+
+class NoObserver:
+    """The observer when nobody listens."""
+
+    def run_started(self, snapshot: GridSnapshot, *, resumed: bool) -> None:
+        pass
+
+    def price_seen(self, ticker: Ticker) -> None:
+        pass
+
+    def order_placed(self, order: TrackedOrder) -> None:
+        pass
+
+    def order_refused(self, order: TrackedOrder, reason: str) -> None:
+        pass
+
+    def order_cancelled(self, order: TrackedOrder) -> None:
+        pass
+
+    def fill_booked(self, booked: BookedFill) -> None:
+        pass
+
+    def latency(self, kind: str, seconds: float) -> None:
+        pass
+
+    def venue_error(self, error: Exception) -> None:
+        pass
+
+    def halted(self, reason: str) -> None:
+        pass
+
+    def changed(self, snapshot: GridSnapshot) -> None:
+        pass
+
+    def run_stopped(self, snapshot: GridSnapshot, *, status: RunStatus, reason: str) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A message for the bot's user. `key` names what it is about (e.g. "circuit_open"): alerts
+    with one key are de-duplicated and rate-limited together."""
+
+    key: str
+    title: str
+    text: str = ""
+    severity: str = "info"  # info, warning or critical
+    at: datetime | None = None
+
+
+class Notifier(Protocol):
+    """One alert channel (a webhook, a chat)."""
+
+    name: str
+
+    async def send(self, alert: Alert) -> None:
+        """Deliver one alert; raises DeliveryFailed when the channel did not take it."""
+        ...

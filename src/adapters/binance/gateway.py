@@ -35,7 +35,7 @@ from adapters.binance.parsing import (
     parse_ticker,
     parse_trade,
 )
-from adapters.binance.rate_limit import LimiterHooks, RateLimiter, parse_rate_limits
+from adapters.binance.rate_limit import LimiterHooks, LimitKind, RateLimiter, parse_rate_limits
 from adapters.binance.retry import RetryPolicy, backoff_s, is_retryable, rate_limit_wait_s
 from adapters.binance.time_sync import TimeSync
 from domain.errors import (
@@ -80,8 +80,11 @@ class BinanceGateway:
         limiter: RateLimiter,
         breaker: CircuitBreaker | None = None,
         retry: RetryPolicy | None = None,
+        hooks: LimiterHooks | None = None,
     ) -> None:
         self._client = client
+        self._hooks = hooks
+        self.errors: dict[str, int] = {}  # failed calls by domain error type (metrics)
         self._config = config
         self._clock = clock
         self._limiter = limiter
@@ -106,6 +109,26 @@ class BinanceGateway:
         if self._maintenance:
             return "maintenance"
         return "normal"
+
+    @property
+    def breaker_state(self) -> str:
+        """The circuit breaker's state: "closed", "open" or "half_open"."""
+        return self._breaker.state.value
+
+    def weight_used(self) -> int:
+        """Request weight used in the current window (the largest of the weight windows)."""
+        used = self._limiter.used(LimitKind.REQUEST_WEIGHT, self._clock.now().timestamp())
+        return max(used.values(), default=0)
+
+    def throttled(self) -> dict[int, int]:
+        """How many 429 and 418 answers the venue gave so far."""
+        return dict(self._hooks.throttled) if self._hooks is not None else {429: 0, 418: 0}
+
+    def banned_for(self) -> float:
+        """Seconds left of a 418 ban (0 when not banned)."""
+        if self._hooks is None:
+            return 0.0
+        return max(0.0, self._hooks.banned_until - self._clock.now().timestamp())
 
     def _report_state(self) -> None:
         state = self.state
@@ -149,6 +172,8 @@ class BinanceGateway:
         return error
 
     def _note_failure(self, error: ExchangeError) -> None:
+        kind = type(error).__name__
+        self.errors[kind] = self.errors.get(kind, 0) + 1
         if isinstance(error, UnderMaintenance):
             self._set_maintenance(True, str(error))
         elif not isinstance(error, ExchangeUnavailable):
@@ -550,9 +575,10 @@ async def open_binance_gateway(config: BinanceConfig, clock: Clock) -> AsyncIter
     waited out, an unreachable venue is retried; cancel the task to give up); the client is
     closed on exit."""
     limiter = RateLimiter(clock, budget_fraction=config.weight_budget_fraction)
-    client = create_client(config, LimiterHooks(limiter, clock), clock)
+    hooks = LimiterHooks(limiter, clock)
+    client = create_client(config, hooks, clock)
     try:
-        gateway = BinanceGateway(client, config, clock, limiter=limiter)
+        gateway = BinanceGateway(client, config, clock, limiter=limiter, hooks=hooks)
         await gateway.start()
         yield gateway
     finally:

@@ -336,6 +336,8 @@ class LimiterHooks:
     def __init__(self, limiter: RateLimiter, clock: Clock) -> None:
         self._limiter = limiter
         self._clock = clock
+        self.throttled: dict[int, int] = {429: 0, 418: 0}  # answers of each status so far (metrics)
+        self.banned_until = 0.0  # epoch seconds: the end of the latest 418 ban
 
     async def before_request(self, method: str, path: str, params: Mapping[str, object]) -> None:
         cost = request_cost(method, path, params)
@@ -351,7 +353,9 @@ class LimiterHooks:
         retry_after = _seconds(reply.header("Retry-After"))
         wait = DEFAULT_BLOCK_S if retry_after is None else retry_after
         self._limiter.block_until(now + wait)
+        self.throttled[reply.status] += 1
         if reply.status == 418:
+            self.banned_until = max(self.banned_until, now + wait)
             log.critical(
                 "binance.ip_banned",
                 status=418,
