@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
+from typing import Any, Protocol
 
 from returns.result import Failure
 
@@ -159,6 +160,38 @@ class CoreConfig:
     volatility_window_s: float = 900.0
 
 
+class PriceWindow(Protocol):
+    """The prices the market state is read from: those seen over the last `volatility_window_s`
+    of market time. The core pushes each price it observes, then asks for the window's extremes."""
+
+    def push(self, at: datetime, price: Decimal) -> None: ...
+
+    def extremes(self) -> tuple[Decimal, Decimal] | None:
+        """(lowest, highest) price in the window; None when it holds none."""
+        ...
+
+
+class RecentPrices:
+    """The window as the live bot keeps it: every price pushed, dropped once older than the
+    window (measured from the latest price's time)."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window = timedelta(seconds=window_s)
+        self._prices: deque[tuple[datetime, Decimal]] = deque()
+
+    def push(self, at: datetime, price: Decimal) -> None:
+        self._prices.append((at, price))
+        horizon = at - self._window
+        while self._prices[0][0] < horizon:
+            self._prices.popleft()
+
+    def extremes(self) -> tuple[Decimal, Decimal] | None:
+        if not self._prices:
+            return None
+        prices = [p for _, p in self._prices]
+        return min(prices), max(prices)
+
+
 def venue_order_key(fill: Fill) -> tuple[datetime, int, str]:
     """Venue order: trade time, then trade id (numerically when it is a number, as on Binance)."""
     tid = fill.trade_id
@@ -195,13 +228,70 @@ class _Book:
         return sum((b.fill.fee for b in self.fills if b.fill.fee_asset == base_asset), ZERO)
 
 
+_LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+class _OrderTable(dict[str, TrackedOrder]):
+    """The active orders by client id, keeping what the hot paths ask for at every change instead
+    of scanning: the grid orders booked PENDING (not sent yet, or being sent), and the count and
+    quote at stake of the grid orders the venue confirmed (OPEN or PARTIALLY_FILLED)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: dict[str, TrackedOrder] = {}
+        self.live_count = 0
+        self.live_quote = ZERO
+
+    @staticmethod
+    def at_stake(order: TrackedOrder) -> Decimal:
+        return (order.price or ZERO) * order.remaining if order.side is Side.BUY else order.cost_basis
+
+    def _leave(self, order: TrackedOrder) -> None:
+        if order.level < 0:
+            return
+        if order.status is OrderStatus.PENDING:
+            del self.pending[order.client_order_id]
+        elif order.status in _LIVE:
+            self.live_count -= 1
+            self.live_quote -= self.at_stake(order)
+
+    def _enter(self, order: TrackedOrder) -> None:
+        if order.level < 0:
+            return
+        if order.status is OrderStatus.PENDING:
+            self.pending[order.client_order_id] = order
+        elif order.status in _LIVE:
+            self.live_count += 1
+            self.live_quote += self.at_stake(order)
+
+    def __setitem__(self, cid: str, order: TrackedOrder) -> None:
+        previous = self.get(cid)
+        if previous is not None:
+            self._leave(previous)
+        super().__setitem__(cid, order)
+        self._enter(order)
+
+    def __delitem__(self, cid: str) -> None:
+        self._leave(self[cid])
+        super().__delitem__(cid)
+
+    def pop(self, cid: str, *default: Any) -> Any:
+        if cid in self:
+            order = super().pop(cid)
+            self._leave(order)
+            return order
+        return super().pop(cid, *default)
+
+
 class GridCore:
     """One run's grid. Build it with `GridCore.new` for a fresh grid or `GridCore.restore` from
     the books after a restart; then feed it events."""
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(self, config: CoreConfig, window: PriceWindow | None = None) -> None:
+        """`window`: where the market state's prices come from; by default the prices observed
+        (a backtest that skips quiet stretches gives one that reads them from its data)."""
         self.config = config
-        self._orders: dict[str, TrackedOrder] = {}  # active orders of the run, grid and market
+        self._orders = _OrderTable()  # active orders of the run, grid and market
         self._books: dict[str, _Book] = {}  # fills of active orders, and of orders still provisional
         self._provisional: dict[str, TrackedOrder] = {}  # finished orders whose books hold inferred fills
         self._occupant: dict[int, str] = {}  # level -> client id of its live or held order
@@ -227,7 +317,7 @@ class GridCore:
         self.market_state = MarketState.NORMAL
         self.last_ticker: Ticker | None = None
         self._venue_available = True
-        self._prices: deque[tuple[datetime, Decimal]] = deque()
+        self._window = window if window is not None else RecentPrices(config.volatility_window_s)
 
     # ---------------------------------------------------------------------- building
     @classmethod
@@ -365,6 +455,16 @@ class GridCore:
     def owed_orders(self) -> list[TrackedOrder]:
         return [self._orders[cid] for queue in self._owed.values() for cid in queue]
 
+    def waits_on_prices(self) -> bool:
+        """Whether an order waits for what a price alone can change: held for the market state,
+        or not yet sent. (An order held for the budget or the order count waits for a fill.) A
+        driver that skips the quiet stretches of a price path must step through every price
+        while this holds."""
+        return any(
+            cid not in self._in_flight and self._held.get(cid, "MARKET_STATE") == "MARKET_STATE"
+            for cid in self._orders.pending
+        )
+
     def wants_placed(self, cid: str) -> bool:
         """Whether a place command issued earlier still stands (an event since may have withdrawn it)."""
         order = self._orders.get(cid)
@@ -378,12 +478,15 @@ class GridCore:
         )
 
     def exposure(self) -> Exposure:
-        live = [o for o in self._orders.values() if o.level >= 0 and self.may_be_on_venue(o)]
-        in_use = sum(
-            ((o.price or ZERO) * o.remaining if o.side is Side.BUY else o.cost_basis for o in live), ZERO
-        )
+        """The grid orders that may be on the venue (see `may_be_on_venue`), what they put at
+        stake (a buy its unfilled quote, a sell its base's cost), and the carried crumb's cost."""
+        table = self._orders
+        sent = [o for cid, o in table.pending.items() if cid in self._attempted or cid in self._in_flight]
+        in_use = table.live_quote + sum((table.at_stake(o) for o in sent), ZERO)
         return Exposure(
-            open_orders=len(live), quote_in_use=in_use + self.leftover.cost, realized_pnl=self.realized
+            open_orders=table.live_count + len(sent),
+            quote_in_use=in_use + self.leftover.cost,
+            realized_pnl=self.realized,
         )
 
     # ---------------------------------------------------------------------- events: orders
@@ -1038,15 +1141,12 @@ class GridCore:
 
     def _observe(self, ticker: Ticker, decision: Decision) -> None:
         self.last_ticker = ticker
-        self._prices.append((ticker.timestamp, ticker.last))
-        horizon = ticker.timestamp - timedelta(seconds=self.config.volatility_window_s)
-        while self._prices and self._prices[0][0] < horizon:
-            self._prices.popleft()
+        self._window.push(ticker.timestamp, ticker.last)
         self._classify(ticker.last, ticker.spread, decision)
 
     def _classify(self, price: Decimal, spread: Decimal, decision: Decision) -> None:
         state = classify_market(
-            [p for _, p in self._prices],
+            self._window.extremes() or (),
             spread,
             venue_available=self._venue_available,
             thresholds=self.config.thresholds,
@@ -1071,17 +1171,18 @@ class GridCore:
             return
         held = [
             o
-            for o in self._orders.values()
-            if o.status is OrderStatus.PENDING
-            and o.client_order_id not in self._in_flight
-            and o.client_order_id not in self._withdrawing
-            and o.level >= 0
+            for cid, o in self._orders.pending.items()
+            if cid not in self._in_flight and cid not in self._withdrawing
         ]
         if not held:
             return
         reference = self.last_ticker.last if self.last_ticker is not None else None
         if reference is not None:
             held.sort(key=lambda o: (abs((o.price or reference) - reference), o.level))
+        else:  # no price yet: in the order they were booked
+            position = {cid: i for i, cid in enumerate(self._orders)}
+            held.sort(key=lambda o: position[o.client_order_id])
+        exposure = self.exposure()  # kept up to date below as orders go out
         for order in held:
             cid = order.client_order_id
             if cid not in self._attempted:  # an order that may be live already needs no approval
@@ -1089,7 +1190,7 @@ class GridCore:
                     PlaceOrder(order).request(),
                     rules=self.config.rules,
                     limits=self.config.limits,
-                    exposure=self.exposure(),
+                    exposure=exposure,
                     market_state=self.market_state,
                     reference_price=reference,
                 )
@@ -1123,6 +1224,12 @@ class GridCore:
                     self._release(at, decision)
                     return
             self._held.pop(cid, None)
+            if cid not in self._attempted:  # now counted as live (an attempted one was already)
+                exposure = replace(
+                    exposure,
+                    open_orders=exposure.open_orders + 1,
+                    quote_in_use=exposure.quote_in_use + _OrderTable.at_stake(order),
+                )
             self._in_flight.add(cid)
             decision.commands.append(PlaceOrder(order, look_up_first=cid in self._attempted))
 

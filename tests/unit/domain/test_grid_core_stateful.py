@@ -225,6 +225,17 @@ class GridStory(RuleBasedStateMachine):
                 )
 
     @invariant()
+    def what_is_at_stake_counts_every_order_that_may_be_on_the_venue(self) -> None:
+        # The core keeps these sums as orders change; they must be what the orders add up to.
+        live = [o for o in self.core.active_orders if o.level >= 0 and self.core.may_be_on_venue(o)]
+        stake = sum(
+            ((o.price or ZERO) * o.remaining if o.side is Side.BUY else o.cost_basis for o in live), ZERO
+        )
+        exposure = self.core.exposure()
+        assert exposure.open_orders == len(live)
+        assert exposure.quote_in_use == stake + self.core.leftover.cost
+
+    @invariant()
     def the_core_counts_what_it_booked(self) -> None:
         assert self.core.realized == sum((b.realized_pnl for b in self.booked.values()), ZERO)
         assert self.core.fills_booked == len(self.booked)
