@@ -1,0 +1,103 @@
+"""How fast a year of 1-minute candles loads: a Binance kline CSV (525,600 rows of 12 columns, open
+times in microseconds as Binance's 2025 spot files), the same CSV zipped, and the seeded synthetic
+year. Best of N runs each; prints figures, asserts nothing.
+
+    .venv/bin/python benchmarks/load_candles_speed.py [--runs 3] [--rows 525600]
+
+CPU time counts every thread (pyarrow parses on all cores), so it can exceed the wall time; on a
+busy machine the wall time grows while the CPU time stays about the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from adapters.backtest.columns import MINUTE_MS, CandleColumns
+from adapters.backtest.data import load_candles, synthetic_candles
+
+START_MS = 1_735_689_600_000  # 2025-01-01 00:00 UTC
+
+
+def eight_decimals(units: Any) -> Any:
+    """A pyarrow decimal128(18, 8) array whose unscaled integers are `units` (int64, exact)."""
+    words = np.zeros((len(units), 2), dtype=np.int64)
+    words[:, 0] = units  # little-endian: the low 64 bits first; all values here are positive
+    return pa.Array.from_buffers(pa.decimal128(18, 8), len(units), [None, pa.py_buffer(words.tobytes())])
+
+
+def write_year(path: Path, rows: int) -> None:
+    """A Binance-format kline CSV of `rows` minutes, prices printed with 8 decimals as Binance does."""
+    year = synthetic_candles(seed=1, count=rows, start_ms=START_MS)
+    rng = np.random.default_rng(1)
+    volume = rng.integers(1, 2_000_000_000, size=rows)  # units of 1e-8
+    quote = np.maximum(volume * (year.close // 1_000_000) // 100, 1)  # volume * close, in units
+    t_us = year.open_time_ms * 1000
+    columns = {
+        "open_time": pa.array(t_us),
+        "open": eight_decimals(year.open),
+        "high": eight_decimals(year.high),
+        "low": eight_decimals(year.low),
+        "close": eight_decimals(year.close),
+        "volume": eight_decimals(volume),
+        "close_time": pa.array(t_us + MINUTE_MS * 1000 - 1),
+        "quote_volume": eight_decimals(quote),
+        "count": pa.array(rng.integers(1, 3000, size=rows)),
+        "taker_buy_volume": eight_decimals(volume // 2),
+        "taker_buy_quote_volume": eight_decimals(quote // 2),
+        "ignore": pa.array(np.zeros(rows, dtype=np.int64)),
+    }
+    table = pa.table({name: column.cast(pa.string()) for name, column in columns.items()})
+    pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+
+
+def best_of(runs: int, load: Callable[[], CandleColumns]) -> tuple[float, float, CandleColumns]:
+    """The best wall time of `runs` loads (after one warm-up), and the CPU time (all threads) of that run."""
+    best = (float("inf"), 0.0)
+    result = load()  # warm: imports, page cache
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = load()
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return best[0], best[1], result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=525_600)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "BTCUSDT-1m-2025.csv"
+        zip_path = Path(tmp) / "BTCUSDT-1m-2025.zip"
+        start = time.perf_counter()
+        write_year(csv_path, args.rows)
+        with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(csv_path, csv_path.name)
+        print(
+            f"wrote {args.rows:,} rows: CSV {csv_path.stat().st_size / 1e6:.1f} MB, "
+            f"zip {zip_path.stat().st_size / 1e6:.1f} MB ({time.perf_counter() - start:.1f} s)"
+        )
+        for label, load in (
+            ("load_candles(csv)", lambda: load_candles(csv_path)),
+            ("load_candles(zip)", lambda: load_candles(zip_path)),
+            ("synthetic_candles()", lambda: synthetic_candles(count=args.rows)),
+        ):
+            seconds, cpu, candles = best_of(args.runs, load)
+            print(
+                f"{label:<22} best of {args.runs}: {seconds * 1000:7.1f} ms wall, {cpu * 1000:7.1f} ms CPU  "
+                f"({len(candles):,} candles, {len(candles) / seconds / 1e6:.1f} M/s)"
+            )
+
+
+if __name__ == "__main__":
+    main()
