@@ -7,10 +7,11 @@ profile never loads them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, fields
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +20,10 @@ from bootstrap.settings import Settings
 from domain.errors import ConfigurationError
 from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed
 from domain.rules import MarketRules
+
+if TYPE_CHECKING:
+    from adapters.binance import BinanceGateway
+    from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
 
 log = structlog.get_logger(__name__)
 
@@ -173,18 +178,7 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
             market.close()
             orders.close()
 
-        def errors() -> Mapping[str, int]:
-            return dict(gateway.errors)
-
-        probe = VenueProbe(
-            state=lambda: gateway.state,
-            breaker_state=lambda: gateway.breaker_state,
-            banned_for=gateway.banned_for,
-            weight_used=gateway.weight_used,
-            throttled=gateway.throttled,
-            reconnects=lambda: market.reconnects + orders.reconnects,
-            errors=errors,
-        )
+        probe = binance_probe(gateway, market, orders)
         try:
             yield Venue(
                 "binance-testnet" if ex.testnet else "binance",
@@ -196,3 +190,19 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
             )
         finally:
             stop()
+
+
+def binance_probe(
+    gateway: BinanceGateway, *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed
+) -> VenueProbe:
+    """What the Binance adapter tells /health and /metrics: its state, circuit breaker, ban,
+    request weight, 429/418 answers, failures by type, and the feeds' recoveries."""
+    return VenueProbe(
+        state=lambda: gateway.state,
+        breaker_state=lambda: gateway.breaker_state,
+        banned_for=gateway.banned_for,
+        weight_used=gateway.weight_used,
+        throttled=gateway.throttled,
+        reconnects=lambda: sum(feed.reconnects for feed in feeds),
+        errors=lambda: dict(gateway.errors),
+    )
