@@ -5,16 +5,17 @@ Formats, chosen by extension and content:
 * Binance's published spot kline files (data.binance.vision), as they come: CSV rows of 12 columns
   (open_time, open, high, low, close, volume, close_time, quote_volume, trades, taker_buy_base,
   taker_buy_quote, ignore), with or without a header line, or the ``.zip`` holding one such CSV
-  (read from the archive in memory, never extracted to disk).
+  (streamed from the archive to the parser, never extracted to disk).
 * A CSV of rows ``open_time,open,high,low,close,volume`` (header optional; extra columns ignored).
 * JSON: one array of rows ``[open_time, open, high, low, close, volume, ...]``, numbers or numeric
   strings.
 
 Open times are milliseconds since the epoch, or microseconds (Binance's spot files since 2025):
 a file whose first open time is above 10**14 is in microseconds, and is converted to milliseconds;
-every row of a file must use the same unit. Prices are read exactly (no binary rounding) into
-int64 units of 10**-8: CSV through pyarrow's decimal parser, JSON numbers through float64 only
-where that is provably exact (below 2**25, and checked value by value), else as decimal text.
+every row of a file must use the same unit. Prices are read exactly into int64 units of 10**-8:
+parsed as float64 and kept only where that is provably exact (every value below 2**25 and equal to
+the float of its 8-decimal rounding, see `_exact_units`), otherwise read again as decimals
+(pyarrow's decimal128(18, 8) for a CSV, the numbers' text for JSON), which refuses a 9th decimal.
 
 Nothing wrong is used silently. A row that cannot be read (a missing column, a value that is not a
 number, a price with more than 8 decimals, a price not above zero, a negative volume, a high below
@@ -215,16 +216,25 @@ def _read_csv(src: _Source) -> _Raw:
         first_lines = rest[:2]
     sample = _fields(first_lines[1] if header else first_lines[0])
     ncols = len(sample)
-    row_of = _CsvRows(src, header)
+    lines_of = _CsvRows(src, header)
     if ncols < 6:
-        raise DataError(f"{src.where} row {row_of(0)}: expected at least 6 columns, got {ncols}")
-    table = _arrow_read(src, skip, header, ncols, pa.float64())
+        raise DataError(f"{src.where} row {lines_of(0)}: expected at least 6 columns, got {ncols}")
+    # First with blank lines refused (pyarrow reads one as a row of empty values, which cannot
+    # convert): then row i is line skip + i + 1, no need to read the lines to name a row. A file
+    # with blank lines is read again skipping them, and its line numbers are found when needed.
+    blank_lines = False
+    try:
+        table = _arrow_read(src, skip, ncols, pa.float64(), blank_lines=False)
+    except _ArrowFailed:
+        blank_lines = True
+        table = _read_or_name_the_row(src, skip, header, ncols, pa.float64())
+    row_of: Callable[[int], int] = lines_of if blank_lines else (lambda i: skip + i + 1)
     times = np.ascontiguousarray(table.column("c0").to_numpy(), dtype=np.int64)
     volume = np.ascontiguousarray(table.column("c5").to_numpy(), dtype=np.float64)
     floats = [table.column(f"c{i}").to_numpy() for i in range(1, 5)]
     units = [_exact_units(f) for f in floats]
     if any(u is None for u in units):  # a price too large for float64 to be exact, or too precise
-        table = _arrow_read(src, skip, header, ncols, _PRICE_TYPE)
+        table = _read_or_name_the_row(src, skip, header, ncols, _PRICE_TYPE, blank_lines=blank_lines)
         units = [
             _decimal_units(table.column(f"c{i}"), src.where, PRICE_NAMES[i - 1], row_of) for i in range(1, 5)
         ]
@@ -232,9 +242,25 @@ def _read_csv(src: _Source) -> _Raw:
     return _Raw(src.where, times, (o, h, low, c), volume, row_of)
 
 
-def _arrow_read(src: _Source, skip: int, header: bool, ncols: int, price_type: Any) -> Any:
-    """Columns c0..c5 of the CSV as a pyarrow table (open time int64, prices `price_type`,
-    volume float64); on any conversion error, the slow scan names the row."""
+class _ArrowFailed(Exception):
+    """pyarrow could not convert the CSV; the slow scan may name the row."""
+
+
+def _read_or_name_the_row(
+    src: _Source, skip: int, header: bool, ncols: int, price_type: Any, *, blank_lines: bool = True
+) -> Any:
+    """`_arrow_read`, and when pyarrow fails, the slow scan that names the first bad row."""
+    try:
+        return _arrow_read(src, skip, ncols, price_type, blank_lines=blank_lines)
+    except _ArrowFailed as failed:
+        _scan_csv(src, header, ncols)  # raises, naming the row, when it can find it
+        raise DataError(f"{src.where}: cannot read the CSV: {failed.__cause__}") from failed.__cause__
+
+
+def _arrow_read(src: _Source, skip: int, ncols: int, price_type: Any, *, blank_lines: bool) -> Any:
+    """Columns c0..c5 of the CSV as a pyarrow table: open time int64, prices `price_type`, volume
+    float64. Raises `_ArrowFailed` when a value does not convert (or a blank line, unless
+    `blank_lines`), `DataError` when the file or the zip stream cannot be read."""
     names = [f"c{i}" for i in range(ncols)]
     types: dict[str, Any] = {"c0": pa.int64(), "c5": pa.float64()}
     types.update({f"c{i}": price_type for i in range(1, 5)})
@@ -243,6 +269,7 @@ def _arrow_read(src: _Source, skip: int, header: bool, ncols: int, price_type: A
             table = pacsv.read_csv(
                 src.open(stack),
                 read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=8 << 20),
+                parse_options=pacsv.ParseOptions(ignore_empty_lines=blank_lines),
                 convert_options=pacsv.ConvertOptions(
                     column_types=types,
                     include_columns=names[:6],
@@ -256,8 +283,7 @@ def _arrow_read(src: _Source, skip: int, header: bool, ncols: int, price_type: A
             raise DataError(f"{src.where}: cannot read the file: {exc}") from exc
         raise DataError(f"{src.where}: not a readable zip archive: {exc}") from exc
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        _scan_csv(src, header, ncols)  # raises, naming the row, when it can find it
-        raise DataError(f"{src.where}: cannot read the CSV: {exc}") from exc
+        raise _ArrowFailed from exc
     if table.num_rows == 0:
         raise DataError(f"{src.where}: the file holds no candles")
     return table
@@ -269,6 +295,8 @@ def _exact_units(floats: FloatArray) -> IntArray | None:
     For text with at most 8 decimals below 2**25, rint(x * 1e8) is the exact unit count k, and x
     is then exactly the float nearest k / 1e8 (both roundings are correct): so a value for which
     units / 1e8 != x had more than 8 decimals, and one at or above 2**25 is not trusted at all.
+    (Text with more significant digits than a float64 holds, 17 or more, that rounds to the same
+    float as an 8-decimal price would pass as that price; Binance prints at most 8 decimals.)
     """
     if not (float(floats.max()) < FLOAT_EXACT_BELOW and float(floats.min()) > -FLOAT_EXACT_BELOW):
         return None  # too large, or not finite (a NaN max or min fails the comparison too)

@@ -394,6 +394,17 @@ def test_duplicates_out_of_order_rows_and_gaps_are_reported(tmp_path: Path) -> N
     assert np.all(np.diff(candles.open_time_ms) > 0)
 
 
+def test_example_rows_count_blank_lines(tmp_path: Path) -> None:
+    lines = ["", BINANCE_HEADER, *rows_of(3), "", "", rows_of(2)[1], rows_of(5)[4]]  # line 8 repeats line 4
+    issues = load_candles(write(tmp_path / "blank.csv", lines)).issues
+    assert (issues.duplicates_dropped, issues.out_of_order, issues.gaps) == (1, 1, 1)
+    assert issues.examples == (
+        "row 8: open time 2024-01-01 00:01 UTC is before the previous row's (2024-01-01 00:02 UTC); sorted into place",
+        "row 8: duplicate open time 2024-01-01 00:01 UTC (kept row 4)",
+        "row 9: 1 minute(s) missing between 2024-01-01 00:02 UTC and 2024-01-01 00:04 UTC",
+    )
+
+
 def test_gap_counts_and_the_largest_gap(tmp_path: Path) -> None:
     minutes = [0, 1, 3, 4, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 30]
     rows = [[minute(m), 1, 1, 1, 1, 0] for m in minutes]
