@@ -628,13 +628,14 @@ def _finish(raw: _Raw, source: str) -> CandleColumns:
     gap_order = ([largest] if largest >= 0 else []) + [
         g for g in range(min(missing.size, MAX_EXAMPLES)) if g != largest
     ]
+    unique_largest = missing.size > 1 and int(np.count_nonzero(missing == missing[largest])) == 1
     gap_lines = []
     for g in gap_order[:MAX_EXAMPLES]:
         at = int(gap_at[g])
         gap_lines.append(
             f"row {row_of(int(kept[at + 1]))}: {int(missing[g])} minute(s) missing between "
             f"{_fmt_time(int(final_times[at]))} and {_fmt_time(int(final_times[at + 1]))}"
-            + (" (the largest gap)" if g == largest and missing.size > 1 else "")
+            + (" (the largest gap)" if g == largest and unique_largest else "")
         )
     examples: list[str] = []
     for lines in _round_robin(ooo_lines, dup_lines, gap_lines):
