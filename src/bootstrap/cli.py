@@ -55,6 +55,53 @@ def _parser() -> argparse.ArgumentParser:
         "--run-id", help="a specific run instead of the latest: its id, or the start of it (as in the logs)"
     )
 
+    backtest = commands.add_parser(
+        "backtest",
+        parents=[after],
+        help="replay candles through the grid (the live bot's core) and report how it would have done",
+    )
+    backtest.add_argument(
+        "--data",
+        metavar="FILE",
+        help="1-minute candles: a Binance kline CSV or its .zip, or CSV/JSON rows "
+        "[open_time, open, high, low, close, volume] (default: a seeded synthetic year)",
+    )
+    backtest.add_argument(
+        "--from", dest="start", metavar="DATE", help="first day (or ISO time, UTC) to replay"
+    )
+    backtest.add_argument(
+        "--to", dest="end", metavar="DATE", help="last day to replay (a date includes that day)"
+    )
+    backtest.add_argument("--json", action="store_true", help="the report as JSON (decimals as strings)")
+    backtest.add_argument(
+        "--plot", metavar="FILE", help="draw price, fills and equity to a .png or .html file"
+    )
+    backtest.add_argument(
+        "--db", metavar="URL", help="keep the run's books in this database (default: in memory)"
+    )
+    backtest.add_argument(
+        "--plain",
+        action="store_true",
+        help="step every price point instead of skipping quiet stretches (same results, slower; for checking)",
+    )
+    backtest.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="run every combination of these settings (repeatable), e.g. GRID__LEVELS=10,20,50",
+    )
+    backtest.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local processes for a sweep (default: one per core)",
+    )
+    backtest.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the sweep on this Dask distributed scheduler (tcp://host:8786)",
+    )
+
     trade = commands.add_parser("trade", parents=[after], help="place one order and record it")
     trade.add_argument("--side", required=True, choices=["buy", "sell"])
     trade.add_argument("--amount", required=True, help="base quantity, e.g. 0.001")
@@ -80,6 +127,16 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError("must be within 0..65535")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than zero")
     return value
 
 
@@ -134,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(settings, as_json=args.json, run_id=args.run_id)
         if command == "trade":
             return _trade(settings, args)
+        if command == "backtest":
+            return _backtest(settings, args)
         return _run(settings, getattr(args, "duration", None))
     except ConfigurationError as exc:
         return _fail(exc.key, exc.problem, EXIT_CONFIG)
@@ -367,6 +426,32 @@ def render_status(report: StatusReport, holder: LeaseRow | None = None) -> str:
             f"  L{o.level:>3}  {o.side.value:<4}  {_dec(o.amount):>12} @ {_dec(o.price) or 'market':>12}  {o.status.value}"
         )
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- backtest
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.backtest.data import DataError
+    from bootstrap import backtest
+
+    try:
+        if args.sweep:
+            from bootstrap.sweep import sweep_command
+
+            return sweep_command(_profile_path(args.config), args)
+        if args.cluster is not None or args.workers is not None:
+            return _fail("--cluster/--workers", "only apply to a --sweep", EXIT_CONFIG)
+        return backtest.command(
+            settings,
+            data=args.data,
+            start=args.start,
+            end=args.end,
+            as_json=args.json,
+            plot=args.plot,
+            db=args.db,
+            plain=args.plain,
+        )
+    except DataError as exc:
+        return _fail("", str(exc), EXIT_CONFIG)
 
 
 # --------------------------------------------------------------------------- trade

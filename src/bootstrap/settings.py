@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -172,6 +173,14 @@ class LogSettings(_Section):
         return value
 
 
+class BacktestSettings(_Section):
+    """The simulated account a backtest starts with (the engine's fees and market rules are the
+    simulator's: SIMULATOR__MAKER_FEE, SIMULATOR__TICK_SIZE, ...)."""
+
+    quote_balance: Dec | None = Field(default=None, ge=0)  # none: GRID__INVESTMENT
+    base_balance: Dec = Field(default=Decimal("0"), ge=0)
+
+
 class HealthSettings(_Section):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=0, le=65535)  # none: no endpoint; 0: a free port, logged
@@ -251,6 +260,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     log: LogSettings = LogSettings()
     health: HealthSettings = HealthSettings()
+    backtest: BacktestSettings = BacktestSettings()
     alerts: AlertSettings = AlertSettings()
 
     @classmethod
@@ -310,15 +320,33 @@ def _check_profile_keys(path: Path) -> None:
             raise ConfigurationError(name.upper(), f"must be a [{name}] table in {path}")
 
 
-def load_settings(profile: Path, *, env_file: Path | None = Path(".env")) -> Settings:
-    """Read the profile, `.env` and the environment, in rising precedence, into validated settings."""
+def _nested(overrides: Mapping[str, str]) -> dict[str, Any]:
+    """{"GRID__LEVELS": "20"} -> {"grid": {"levels": "20"}}: keys as users set them."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.lower().split("__")
+        if len(parts) != 2 or parts[0] not in Settings.model_fields:
+            raise ConfigurationError(key.upper(), "is not a known setting (SECTION__NAME, e.g. GRID__LEVELS)")
+        section = Settings.model_fields[parts[0]].annotation
+        if not isinstance(section, type) or parts[1] not in getattr(section, "model_fields", {}):
+            raise ConfigurationError(key.upper(), "is not a known setting")
+        nested.setdefault(parts[0], {})[parts[1]] = value
+    return nested
+
+
+def load_settings(
+    profile: Path, *, env_file: Path | None = Path(".env"), overrides: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the profile, `.env` and the environment, in rising precedence, into validated settings.
+    `overrides` (e.g. {"GRID__LEVELS": "20"}, a backtest sweep's) come before all of them."""
     _check_profile_keys(profile)
+    init = _nested(overrides or {})
 
     class ProfileSettings(Settings):
         model_config = SettingsConfigDict(toml_file=profile, env_file=env_file)
 
     try:
-        settings: Settings = ProfileSettings()
+        settings: Settings = ProfileSettings(**init)
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = tuple(error["loc"])

@@ -194,6 +194,14 @@ class MatchingEngine:
     def balances(self) -> dict[str, Balance]:
         return {asset: Balance(asset, self._free[asset], self._locked[asset]) for asset in self._free}
 
+    def best_bid(self) -> Decimal | None:
+        """The highest resting buy's limit: the price falling to it fills that buy."""
+        return self._bids[-1][0] if self._bids else None
+
+    def best_ask(self) -> Decimal | None:
+        """The lowest resting sell's limit: the price rising to it fills that sell."""
+        return -self._asks[-1][0] if self._asks else None
+
     def ticker(self, now: datetime) -> Ticker:
         """A one-tick spread around the last price (the bid stays positive)."""
         last = self._last_price
