@@ -158,13 +158,18 @@ class BacktestJob:
     end_ms: int | None
 
 
-def backtest_job(job: BacktestJob) -> dict[str, Any]:
+def backtest_job(
+    job: BacktestJob,
+    *,
+    load: Callable[[Settings, str | None, int | None, int | None], CandleColumns] = load_columns,
+) -> dict[str, Any]:
     """Run one job; its report as JSON values, with the settings it overrode under "settings".
-    A job whose settings do not work gives {"settings": ..., "error": "KEY: problem"}."""
+    A job whose settings do not work gives {"settings": ..., "error": "KEY: problem"}.
+    `load` gets the candles (`load_columns`'s arguments); a sweep's workers pass a cached one."""
     overrides = dict(job.overrides)
     try:
         settings = load_settings(Path(job.profile), overrides=overrides)
-        columns = load_columns(settings, job.data, job.start_ms, job.end_ms)
+        columns = load(settings, job.data, job.start_ms, job.end_ms)
         outcome = run_backtest(settings, columns)
     except ConfigurationError as exc:
         return {"settings": overrides, "error": f"{exc.key}: {exc.problem}"}
