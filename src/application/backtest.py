@@ -197,8 +197,7 @@ class Backtest:
             if self._fast and not self.core.waits_on_prices():
                 bid, ask = self._triggers()
                 reach = path.next_reach(k, at_or_below=bid, at_or_above=ask)
-                if reach > last:
-                    self._skip_to(last, k)
+                if reach > last:  # nothing changes any more: the rest of the path is quiet
                     break
                 if reach > nxt:
                     self._skip_to(reach - 1, k)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -116,20 +115,14 @@ def test_a_title_cannot_break_out_of_the_page(tmp_path: Path) -> None:
     assert embedded_data(page)["title"] == hostile.title
 
 
-def test_a_year_of_minutes_is_drawn_quickly_and_stays_small(tmp_path: Path) -> None:
+def test_a_year_of_minutes_is_drawn_and_the_page_stays_small(tmp_path: Path) -> None:
+    # How long drawing takes is measured by benchmarks, never asserted here.
     data = synthetic(525_600, 10_000)
     png, page = tmp_path / "year.png", tmp_path / "year.html"
-    write_plot(synthetic(10, 2), tmp_path / "warm.png")  # import matplotlib and its font cache first
-    started = time.perf_counter()
     write_plot(data, png)
-    png_seconds = time.perf_counter() - started
-    started = time.perf_counter()
     write_plot(data, page)
-    html_seconds = time.perf_counter() - started
 
     assert png_size(png) == EXPECTED_PX
-    assert png_seconds < 6.0, f"PNG took {png_seconds:.2f} s"  # about 0.5 s alone; slack for shared CI
-    assert html_seconds < 6.0, f"HTML took {html_seconds:.2f} s"
     assert page.stat().st_size < 3_000_000
     text = page.read_text(encoding="utf-8")
     assert external_refs(text) == []
