@@ -20,6 +20,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("backtest_speed.py", []),
     ("bench_binance_adapter.py", ["--calls", "1000"]),
     ("sim_store_speed.py", []),
+    ("bench_backtest.py", []),
 ]
 
 
