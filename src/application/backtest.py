@@ -73,6 +73,8 @@ class BacktestVenue(Protocol):
 
     def move_to(self, price: Decimal, now: datetime, *, gap: bool = False) -> list[Fill]: ...
 
+    def order(self, *, order_id: str | None = None, client_order_id: str | None = None) -> Order: ...
+
     def ticker(self, now: datetime) -> Ticker: ...
 
     def balances(self) -> dict[str, Balance]: ...
@@ -366,17 +368,26 @@ class Backtest:
         return self.core.accepted(cid, order.order_id, order.status, at), order
 
     def _cancel(self, command: CancelOrder, at: datetime) -> Decision:
+        """Cancel as the live shell does (application.grid_venue): an order booked without the
+        venue's id is looked up by its client id first (its send may have gone out since the
+        decision), one the venue does not know was never sent, one it no longer has open has
+        filled (its fills are on their way)."""
         order = command.order
-        filled: Decimal | None = None
-        if order.exchange_order_id is not None:
+        cid = order.client_order_id
+        if order.status is OrderStatus.OWED:
+            return self.core.cancelled(cid, None, at)
+        order_id = order.exchange_order_id
+        if order_id is None:
             try:
-                filled = self._venue.cancel(at, order_id=order.exchange_order_id).filled
+                order_id = self._venue.order(client_order_id=cid).order_id
             except OrderNotFound:
-                filled = None  # already filled: its fills are on their way
-        else:
-            self.core.never_sent(order.client_order_id)
-            filled = ZERO
-        return self.core.cancelled(order.client_order_id, filled, at)
+                self.core.never_sent(cid)
+                return self.core.cancelled(cid, ZERO, at)
+        try:
+            filled: Decimal | None = self._venue.cancel(at, order_id=order_id).filled
+        except OrderNotFound:
+            filled = None
+        return self.core.cancelled(cid, filled, at)
 
     def _after_halt(self, at: datetime) -> None:
         """A risk rule fired: the halt's cancels, then (when configured) the grid's base sold."""

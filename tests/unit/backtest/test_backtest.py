@@ -144,6 +144,39 @@ def test_fast_and_plain_agree_on_real_candles_with_the_market_state_holding_orde
     )
 
 
+def test_the_books_match_the_engine_after_holds_owed_orders_and_crossings() -> None:
+    """A tight grid in a jumpy market: buys held in panic, counter-orders owed, live orders
+    withdrawn to cross them (some placed after the withdrawal was decided). At the end, the
+    engine rests exactly the orders the books hold live, and its base is what the books say."""
+    whole = load_candles(DATA)
+    data = whole.between(None, int(whole.open_time_ms[2500]))
+    cfg = config(
+        "22000",
+        "30000",
+        41,
+        thresholds=MarketStateThresholds(volatile_range=Decimal("0.01"), panic_range=Decimal("0.015")),
+    )
+    engine = MatchingEngine(
+        RULES,
+        {"USDT": cfg.grid.investment, "BTC": Decimal(0)},
+        maker_fee=cfg.maker_fee,
+        taker_fee=cfg.taker_fee,
+    )
+    backtest = Backtest(cfg, engine, CandlePath(data), fast=True)
+    result = backtest.run()
+    events = {event for _, event in result.notes}
+    assert result.grid_fills > 200
+    live = {
+        o.client_order_id
+        for o in backtest.core.active_orders
+        if o.status.value in ("open", "partially_filled")
+    }
+    assert {o.client_order_id for o in engine.open_orders()} == live
+    base = engine.balances()["BTC"]
+    assert base.free + base.locked == backtest.core.position
+    assert not any(severity == "error" for severity, _ in result.notes), events
+
+
 def test_fast_and_plain_agree_on_real_candles_with_a_geometric_grid_and_a_stop_that_fires() -> None:
     data = load_candles(DATA)
     cfg = config("23000", "45000", 50, spacing=Spacing.GEOMETRIC, take_profit="47000", sell_on_stop=True)
