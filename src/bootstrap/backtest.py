@@ -20,8 +20,7 @@ from adapters.backtest.path import POINTS_PER_CANDLE, CandlePath
 from adapters.backtest.report import BacktestReport, Curves, build_report, fills_for_plot
 from adapters.simulated.engine import MatchingEngine
 from application.backtest import RUN_ID, Backtest, BacktestConfig, BacktestResult
-from bootstrap.settings import Settings, load_settings
-from bootstrap.venues import simulated_rules
+from bootstrap.settings import Settings, load_settings, simulated_rules
 from domain.errors import ConfigurationError
 from domain.grid import GridParams, Spacing
 from domain.risk import MarketStateThresholds, RiskLimits

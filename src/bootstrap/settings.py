@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from domain.errors import ConfigurationError
+from domain.rules import MarketRules
 
 DEFAULT_PROFILE = Path("config/default.toml")
 SECRET_FIELDS = frozenset({"api_key", "api_secret", "webhook_url", "telegram_token", "discord_webhook_url"})
@@ -408,3 +409,19 @@ def check_consistency(settings: Settings) -> None:
         raise ConfigurationError(
             "ALERTS__TELEGRAM_TOKEN", "is required when ALERTS__TELEGRAM_CHAT_ID is set (the bot that sends)"
         )
+
+
+def simulated_rules(settings: Settings) -> MarketRules:
+    """The market rules the simulated exchange (and a backtest) enforce, from SIMULATOR__*."""
+    base, quote = settings.trading.symbol.split("/")
+    sim = settings.simulator
+    return MarketRules(
+        symbol=settings.trading.symbol,
+        base_asset=base,
+        quote_asset=quote,
+        tick_size=sim.tick_size,
+        step_size=sim.step_size,
+        min_qty=sim.step_size,
+        min_notional=sim.min_notional,
+        max_num_orders=sim.max_num_orders,
+    )

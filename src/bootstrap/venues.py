@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from adapters.monitoring.probe import VenueProbe
-from bootstrap.settings import Settings
+from bootstrap.settings import Settings, simulated_rules
 from domain.errors import ConfigurationError
 from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed
-from domain.rules import MarketRules
 
 if TYPE_CHECKING:
     from adapters.binance import BinanceGateway
@@ -44,21 +43,6 @@ class Venue:
 
 
 VenueFactory = Callable[[], AbstractAsyncContextManager[Venue]]
-
-
-def simulated_rules(settings: Settings) -> MarketRules:
-    base, quote = settings.trading.symbol.split("/")
-    sim = settings.simulator
-    return MarketRules(
-        symbol=settings.trading.symbol,
-        base_asset=base,
-        quote_asset=quote,
-        tick_size=sim.tick_size,
-        step_size=sim.step_size,
-        min_qty=sim.step_size,
-        min_notional=sim.min_notional,
-        max_num_orders=sim.max_num_orders,
-    )
 
 
 @asynccontextmanager

@@ -1,29 +1,4 @@
-"""The simulated exchange: one matching engine for the mock profile, paper trading, backtests and
-the loopback Binance test server, plus the price paths that drive it."""
-
-from adapters.simulated.engine import MatchingEngine
-from adapters.simulated.exchange import FaultConfig, SimulatedExchange
-from adapters.simulated.price_source import (
-    CandleFilePriceSource,
-    CandlePriceSource,
-    PricePoint,
-    PriceSource,
-    SyntheticPriceSource,
-    load_candles,
-    parse_candles,
-)
-from adapters.simulated.state_store import SqliteStateStore
-
-__all__ = [
-    "CandleFilePriceSource",
-    "CandlePriceSource",
-    "FaultConfig",
-    "MatchingEngine",
-    "PricePoint",
-    "PriceSource",
-    "SimulatedExchange",
-    "SqliteStateStore",
-    "SyntheticPriceSource",
-    "load_candles",
-    "parse_candles",
-]
+"""The simulated exchange: one matching engine (`engine`) for the mock profile, paper trading,
+backtests and the loopback Binance test server; the async exchange around it (`exchange`), the
+price paths that drive it (`price_source`) and its durable state (`state_store`). Import the
+module you need: a backtest needs only the engine, not asyncio or SQLite."""
