@@ -115,7 +115,8 @@ class _Version(argparse.Action):
     """--version, looked up only when asked for (importlib.metadata costs every other command 40 ms)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        parser.exit(message=f"{parser.prog} {_version()}\n")
+        sys.stdout.write(f"{parser.prog} {_version()}\n")
+        parser.exit()
 
 
 def _version() -> str:
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "health_port", None) is not None:
             health = settings.health.model_copy(update={"port": args.health_port})
             settings = settings.model_copy(update={"health": health})
-        if command != "backtest":  # a backtest logs nothing: it reports
+        if command != "backtest" or args.db or args.sweep:  # a plain backtest logs nothing: it reports
             from adapters.logging import configure_logging
 
             configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=_secrets(settings))
