@@ -146,6 +146,31 @@ class Ticker:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketTrade:
+    """One public trade on the venue (any two traders): a point of the market's price path.
+    `trade_id` increases along the venue's tape; `buyer_is_maker` tells the aggressor's side."""
+
+    symbol: str
+    trade_id: int
+    price: Decimal
+    amount: Decimal
+    timestamp: datetime
+    buyer_is_maker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BookTop:
+    """The best bid and ask with their quantities; `update_id` increases with every book change."""
+
+    symbol: str
+    update_id: int
+    bid: Decimal
+    bid_amount: Decimal
+    ask: Decimal
+    ask_amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Candle:
     open_time: datetime
     open: Decimal

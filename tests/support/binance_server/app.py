@@ -210,6 +210,9 @@ class FakeBinance:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._routes = self._route_table()
+        # Called after every market move (set_price) with the book and the server time: the
+        # WebSocket market streams (streams.py) publish the move as a trade from here.
+        self.price_listeners: list[Callable[[SymbolBook, int], None]] = []
 
     def _build_books(self, symbols: Sequence[SymbolSpec] | None, prices: Mapping[str, Decimal]) -> None:
         specs = {spec.symbol: spec for spec in symbols or ()}
@@ -299,6 +302,8 @@ class FakeBinance:
         book.tape.record_price(now, price)
         book.update_id += 1
         book.absorb_fills(fills, now)
+        for listener in self.price_listeners:
+            listener(book, now)
         return fills
 
     def set_balance(self, asset: str, amount: Decimal) -> None:
