@@ -81,7 +81,7 @@ def _build_bot(
         market_feed=venue.market_feed,
         order_feed=venue.order_feed,
         uow_factory=database.uow,
-        clock=clock,
+        clock=venue.clock or clock,
         observer=observer,
     )
 

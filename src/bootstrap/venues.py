@@ -40,6 +40,7 @@ class Venue:
     stop: Callable[[], None] = lambda: None
     ready: Callable[[], Awaitable[None]] | None = None  # awaited after the background tasks start
     probe: VenueProbe | None = None  # the adapter's own health, for /health and /metrics
+    clock: Clock | None = None  # the venue's own time, when it keeps one (a replay's market time)
 
 
 VenueFactory = Callable[[], AbstractAsyncContextManager[Venue]]
@@ -127,7 +128,14 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
         )
         try:
             yield Venue(
-                "simulated", exchange, exchange, exchange, background=(exchange.run,), stop=exchange.close
+                "simulated",
+                exchange,
+                exchange,
+                exchange,
+                background=(exchange.run,),
+                stop=exchange.close,
+                # A replay runs on the data's time: the bot's orders, timers and logs follow it.
+                clock=exchange.market_clock() if sim.candles_file is not None else None,
             )
         finally:
             exchange.close()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import zipfile
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,14 @@ async def test_a_backtest_and_a_default_profile_replay_of_the_same_candles_give_
     assert code == 0, err[-2000:]
     assert "order held" in err and "crossed" in err  # the story went through the core's hard cases
     replayed = fills_in(cli.workdir / "var" / "gridbot.sqlite3")
+    # The replay ran in seconds, on the data's time: its orders span the candles' days, as its fills do.
+    created = [
+        datetime.fromisoformat(t)
+        for (t,) in sqlite3.connect(cli.workdir / "var" / "gridbot.sqlite3").execute(
+            "SELECT created_at FROM orders"
+        )
+    ]
+    assert max(created) - min(created) > timedelta(days=1)
 
     books = cli.workdir / "backtest.sqlite3"
     done = cli.run(

@@ -213,6 +213,11 @@ class SimulatedExchange:
             self.close()
             log.info("simulated exchange stopped", steps=self._steps, last_price=str(self.engine.last_price))
 
+    def market_clock(self) -> MarketClock:
+        """A clock that tells the market's time (the current price point's), for a bot trading a
+        replay: its orders, timers and logs then agree with the fills and tickers."""
+        return MarketClock(self)
+
     def _now(self) -> datetime:
         """The venue's time is market time: the current price point's own timestamp (wall-clock
         time before the first point). Tickers, orders and fills all carry it, so the bot's
@@ -412,6 +417,25 @@ class SimulatedExchange:
             await asyncio.wait((sleeper, closing), return_when=asyncio.FIRST_COMPLETED)
         finally:
             await _cancel_all(sleeper, closing)
+
+
+class MarketClock:
+    """Clock port on the simulated exchange's market time: `now()` is the current price point's
+    timestamp (the wall clock's before the first point), `monotonic()` counts market seconds.
+    Sleeping still waits on the underlying clock: a `--duration` or a retry's backoff is real time."""
+
+    def __init__(self, exchange: SimulatedExchange) -> None:
+        self._exchange = exchange
+        self._origin = exchange._now()
+
+    def now(self) -> datetime:
+        return self._exchange._now()
+
+    def monotonic(self) -> float:
+        return (self._exchange._now() - self._origin).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._exchange._clock.sleep(seconds)
 
 
 async def _cancel_all(*tasks: asyncio.Future[Any]) -> None:
