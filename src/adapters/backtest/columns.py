@@ -7,6 +7,7 @@ Binance prints at most 8 decimals, so nothing a kline file holds is rounded; pri
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ MINUTE_MS = 60_000
 IntArray = npt.NDArray[np.int64]
 
 
+@functools.lru_cache(maxsize=65536)  # a backtest asks for the same few thousand prices again and again
 def price_of(units: int) -> Decimal:
     """The exact Decimal of a price held in units of 10**-PRICE_SCALE, without trailing zeros
     past the decimal point (42000.01, not 42000.01000000; 42000, not 4.2E+4)."""

@@ -98,6 +98,6 @@ class ColumnWindow:
         k = self._k
         # The points kept are those at or after (the current point's time - the window).
         horizon = math.ceil(int(self._times[k]) - self._window_ms)  # times are whole milliseconds
-        start = int(np.searchsorted(self._times, np.int64(horizon), side="left"))
-        recent = self._prices[start : k + 1]
-        return price_of(int(recent.min())), price_of(int(recent.max()))
+        start = int(self._times.searchsorted(horizon))
+        recent: list[int] = self._prices[start : k + 1].tolist()  # a few dozen: quicker in Python
+        return price_of(min(recent)), price_of(max(recent))
