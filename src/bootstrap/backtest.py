@@ -20,10 +20,9 @@ from adapters.backtest.path import POINTS_PER_CANDLE, CandlePath
 from adapters.backtest.report import BacktestReport, Curves, build_report, fills_for_plot
 from adapters.simulated.engine import MatchingEngine
 from application.backtest import RUN_ID, Backtest, BacktestConfig, BacktestResult
+from bootstrap.grid_settings import grid_params, market_thresholds, risk_limits
 from bootstrap.settings import Settings, load_settings, simulated_rules
 from domain.errors import ConfigurationError
-from domain.grid import GridParams, Spacing
-from domain.risk import MarketStateThresholds, RiskLimits
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -75,27 +74,16 @@ def load_columns(
 
 
 def backtest_config(settings: Settings) -> BacktestConfig:
-    grid, risk, trading = settings.grid, settings.risk, settings.trading
+    trading = settings.trading
     return BacktestConfig(
         symbol=trading.symbol,
         rules=simulated_rules(settings),
-        grid=GridParams(grid.lower, grid.upper, grid.levels, Spacing(grid.spacing), grid.investment),
-        limits=RiskLimits(
-            investment=grid.investment,
-            max_open_orders=risk.max_open_orders,
-            stop_loss=risk.stop_loss,
-            take_profit=risk.take_profit,
-            sell_on_stop=risk.sell_on_stop,
-        ),
+        grid=grid_params(settings),
+        limits=risk_limits(settings),
         maker_fee=trading.maker_fee,
         taker_fee=trading.taker_fee,
-        thresholds=MarketStateThresholds(
-            volatile_range=risk.volatile_range,
-            panic_range=risk.panic_range,
-            volatile_spread=risk.volatile_spread,
-            panic_spread=risk.panic_spread,
-        ),
-        volatility_window_s=risk.volatility_window_s,
+        thresholds=market_thresholds(settings),
+        volatility_window_s=settings.risk.volatility_window_s,
     )
 
 
@@ -294,9 +282,7 @@ def _keep_books(url: str, settings: Settings, outcome: Outcome, run_id: str) -> 
         status=RunStatus.HALTED if result.halted else RunStatus.STOPPED,
         started_at=report.period_start,
         stopped_at=report.period_end,
-        grid_fingerprint=GridParams(
-            grid.lower, grid.upper, grid.levels, Spacing(grid.spacing), grid.investment
-        ).fingerprint(report.symbol),
+        grid_fingerprint=grid_params(settings).fingerprint(report.symbol),
         params={
             "levels": ",".join(str(level) for level in report.levels),
             "quantity": str(report.quantity),
