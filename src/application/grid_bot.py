@@ -39,6 +39,7 @@ from domain.grid_core import CancelOrder, CoreConfig, Decision, GridCore, PlaceO
 from domain.models import (
     MANUAL_FINGERPRINT,
     ZERO,
+    BookedFill,
     BotRun,
     Fill,
     Order,
@@ -48,6 +49,7 @@ from domain.models import (
     Ticker,
     TrackedOrder,
 )
+from domain.money import format_money
 from domain.ports import (
     BotObserver,
     Clock,
@@ -64,6 +66,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 CHASE_INTERVAL_S = 5.0  # how often the trades of orders booked with inferred fills are looked for
 RECHECK_INTERVAL_S = 60.0  # how often a running grid compares its open orders with the venue's
+RUN_ID_LOG_KEY = "run_id"  # bound in structlog's contextvars while a run is on: every line carries it
 
 
 def quote_locked_by(orders: Iterable[TrackedOrder]) -> Decimal:
@@ -82,8 +85,8 @@ def quote_locked_by(orders: Iterable[TrackedOrder]) -> Decimal:
 
 
 def _money(value: Decimal) -> str:
-    """A Decimal for a log line: 8 places at most, no exponent, no trailing zeros."""
-    return f"{value.quantize(FEE_QUANTUM).normalize():f}"
+    """A Decimal in a message (log fields that are Decimals are written so by the log set-up)."""
+    return format_money(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,7 @@ class GridBotConfig:
     thresholds: MarketStateThresholds = field(default_factory=MarketStateThresholds)
     volatility_window_s: float = 900.0  # market time the market-state classification looks back over
     start_attempts: int = 6  # tries of a venue call the bot cannot go on without (1 s, 2 s, 4 s, ... apart)
+    heartbeat_s: float = 300.0  # clock time between two heartbeat log lines (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,10 @@ class GridBot:
         self._reading = asyncio.Event()  # set while the start waits on a venue read
         self._last_chase = float("-inf")
         self._last_recheck = float("-inf")
+        self._last_heartbeat = float("-inf")
+        self.started = asyncio.Event()  # set once the grid is laid or resumed, and trading
+        self._close_requested = asyncio.Event()
+        self._close_reason = "closed by the user"
 
     # ------------------------------------------------------------------ public
     @property
@@ -161,6 +169,7 @@ class GridBot:
         waiters = [
             asyncio.create_task(stop.wait(), name="grid-stop"),
             asyncio.create_task(self._stopped.wait(), name="grid-halt"),
+            asyncio.create_task(self._close_when_asked(), name="grid-close"),
         ]
         reason = "stop requested"
         started = False
@@ -170,6 +179,8 @@ class GridBot:
                 started = await self._start_unless_stopped(waiters[0])
             if started:
                 self._report.started(self.core)
+                self._last_heartbeat = self._clock.monotonic()
+                self.started.set()
                 done, _ = await asyncio.wait([*consumers, *waiters], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task in consumers:
@@ -293,11 +304,35 @@ class GridBot:
     def _log_notes(self, decision: Decision) -> None:
         for note in decision.notes:
             # "level" is the log line's own severity key: a grid level is logged as grid_level.
-            fields = {
-                "grid_level" if k == "level" else k: _money(v) if isinstance(v, Decimal) else v
-                for k, v in note.fields.items()
-            }
+            fields = {"grid_level" if k == "level" else k: v for k, v in note.fields.items()}
+            order_id = fields.get("order")
+            if "grid_level" not in fields and isinstance(order_id, str) and self._core is not None:
+                order = self._core.order(order_id)
+                if order is not None:  # an order line names its level too
+                    fields["grid_level"] = order.level
             getattr(self._log, note.severity)(note.event, **fields)
+
+    def _bind_run(self) -> None:
+        """Every log line of this task carries the run id from now on (structlog contextvars)."""
+        if self._run is not None:
+            structlog.contextvars.bind_contextvars(**{RUN_ID_LOG_KEY: self._run.run_id})
+
+    def _heartbeat(self) -> None:
+        """Every `heartbeat_s` of clock time, one line saying how the grid stands."""
+        every = self._config.heartbeat_s
+        now = self._clock.monotonic()
+        if every <= 0 or self._core is None or now - self._last_heartbeat < every:
+            return
+        self._last_heartbeat = now
+        snapshot = self._report.snapshot(self._core)
+        self._log.info(
+            "heartbeat",
+            price=snapshot.last_price,
+            position=snapshot.position,
+            realized_pnl=snapshot.realized_pnl,
+            unrealized_pnl=snapshot.unrealized_pnl,
+            open_orders=snapshot.open_orders,
+        )
 
     # ------------------------------------------------------------------ start
     def _core_config(
@@ -386,15 +421,15 @@ class GridBot:
         self._last_recheck = self._clock.monotonic()
         self._core = GridCore(self._core_config(run.run_id, rules, plan.levels, plan.quantity))
         self._report.begin(run, self.core, (), resumed=False)
-        self._log = self._log.bind(run_id=run.run_id)
+        self._bind_run()
         self._log_notes(self.core.observe(ticker))
         self._log.info(
             "grid started",
-            lower=str(plan.levels[0]),
-            upper=str(plan.levels[-1]),
+            lower=plan.levels[0],
+            upper=plan.levels[-1],
             levels=len(plan.levels),
-            quantity=str(plan.quantity),
-            price=str(price),
+            quantity=plan.quantity,
+            price=price,
             empty_level=plan.empty_level,
             buys=len(plan.buys),
             sells=len(plan.sell_levels),
@@ -420,25 +455,35 @@ class GridBot:
         base_fee = order.fee if order.fee_asset == rules.base_asset else ZERO
         if order.fee_asset is None:
             base_fee = (order.filled * self._config.taker_fee).quantize(FEE_QUANTUM)
-        self._log.info(
-            "base inventory bought", amount=str(order.filled), average_price=str(avg), fee=str(base_fee)
-        )
+        self._log.info("base inventory bought", amount=order.filled, average_price=avg, fee=base_fee)
         return order.filled - base_fee, quote_spent
 
     async def _resume(self, run: BotRun, rules: MarketRules, ticker: Ticker) -> None:
         """Rebuild the core from the books, reconcile it with the venue, then carry on."""
+        active, fills = await self._restore(run, rules, ticker, status=RunStatus.RUNNING)
+        self._log.info("resuming grid", active_orders=len(active), fills=len(fills))
+        caught_up = await self._catch_up(patient=True)
+        replaced = await self._reconcile_orders(patient=True)
+        self._last_recheck = self._clock.monotonic()
+        self._log.info("reconciled", fills_caught_up=caught_up, replaced=replaced)
+        await self._carry_out(self.core.on_ticker(ticker))
+
+    async def _restore(
+        self, run: BotRun, rules: MarketRules, ticker: Ticker, *, status: RunStatus
+    ) -> tuple[Sequence[TrackedOrder], Sequence[BookedFill]]:
+        """The core rebuilt from the run's books; the run booked with `status`."""
         levels = tuple(Decimal(p) for p in run.params["levels"].split(","))
         quantity = Decimal(run.params["quantity"])
         async with self._uow() as uow:
             active = await uow.orders.list_active(run.run_id)
             every_order = await uow.orders.list_for_run(run.run_id)
             fills = await uow.fills.list_for_run(run.run_id)
-            if run.status is not RunStatus.RUNNING:
-                run = replace(run, status=RunStatus.RUNNING, stopped_at=None, stop_reason=None)
+            if run.status is not status:
+                run = replace(run, status=status, stopped_at=None, stop_reason=None)
                 await uow.runs.update(run)
                 await uow.commit()
         self._run = run
-        self._log = self._log.bind(run_id=run.run_id)
+        self._bind_run()
         self._core = GridCore.restore(
             self._core_config(run.run_id, rules, levels, quantity),
             active=active,
@@ -448,12 +493,32 @@ class GridBot:
         )
         self._report.begin(run, self.core, fills, resumed=True)
         self._log_notes(self.core.observe(ticker))
-        self._log.info("resuming grid", active_orders=len(active), fills=len(fills))
-        caught_up = await self._catch_up(patient=True)
-        replaced = await self._reconcile_orders(patient=True)
-        self._last_recheck = self._clock.monotonic()
-        self._log.info("reconciled", fills_caught_up=caught_up, replaced=replaced)
-        await self._carry_out(self.core.on_ticker(ticker))
+        return active, fills
+
+    async def close(self, run: BotRun, reason: str) -> RunOutcome:
+        """Close a grid no bot runs (`stop --cancel-orders`): cancel its orders on the venue, book
+        what they and the others filled while no bot ran, and end the run halted (not resumed).
+        The caller holds the grid's lease. A running bot closes its own grid: `request_close`."""
+        symbol = self._config.symbol
+        rules = await self._venue.retrying("market_rules", lambda: self._gateway.market_rules(symbol))
+        ticker = await self._venue.retrying("fetch_ticker", lambda: self._gateway.fetch_ticker(symbol))
+        async with self._lock:
+            await self._restore(run, rules, ticker, status=run.status)
+            await self._carry_out(self.core.close(reason, self._clock.now()))
+            await self._catch_up()
+        return await self._finish(reason, catch_up=False)
+
+    def request_close(self, reason: str) -> None:
+        """Close the running grid (a signal from `stop --cancel-orders`): cancel its orders and end
+        the run halted, between two events."""
+        self._close_reason = reason
+        self._close_requested.set()
+
+    async def _close_when_asked(self) -> None:
+        await self._close_requested.wait()
+        async with self._lock:
+            if self._core is not None and self.core.halt is None:
+                await self._carry_out(self.core.close(self._close_reason, self._clock.now()))
 
     async def _catch_up(self, *, patient: bool = False) -> int:
         """Book the trades the venue has that the books lack (after a restart or a gap), paging
@@ -574,7 +639,7 @@ class GridBot:
             log.warning(
                 "the previous grid's base stays in the account; the new grid does not sell it",
                 run_id=run.run_id,
-                base=_money(base),
+                base=base,
                 asset=base_asset,
             )
 
@@ -590,6 +655,7 @@ class GridBot:
                 await self._handle((), ticker)
 
     async def _handle(self, fills: Iterable[Fill], ticker: Ticker | None) -> None:
+        self._bind_run()  # the consumers' tasks began before the run was known
         self._report.event(ticker)
         try:
             if ticker is not None:
@@ -600,6 +666,7 @@ class GridBot:
                 await self._carry_out(self.core.on_ticker(ticker))
                 await self._chase_inferred()
                 await self._recheck_orders()
+                self._heartbeat()
             else:
                 await self._carry_out(self.core.apply_fills(list(fills), self._clock.now()))
         except TRANSIENT as exc:  # booked or not, the event comes again (feed, catch-up, next ticker)
@@ -659,7 +726,7 @@ class GridBot:
                 await self._book(decision)
                 await self._catch_up()  # book the sale now: the feeds stop with the grid
                 self._log.info(
-                    "grid base sold", amount=str(amount), status=order.status.value if order else "not sent"
+                    "grid base sold", amount=amount, status=order.status.value if order else "not sent"
                 )
                 decision = Decision()
         self._stopped.set()
@@ -667,6 +734,7 @@ class GridBot:
 
     async def _finish(self, reason: str, *, catch_up: bool = True) -> RunOutcome:
         run = self._run_or_raise()
+        self._bind_run()
         core = self.core
         if core.halt is None and catch_up:
             try:  # a clean stop books what has happened
@@ -691,11 +759,12 @@ class GridBot:
             status=status.value,
             reason=final_reason,
             fills=fills,
-            realized_pnl=_money(realized),
+            realized_pnl=realized,
             open_orders=len(core.grid_orders()),
             owed_orders=len(core.owed_orders()),
         )
         self._report.stopped(core, status, final_reason)
+        structlog.contextvars.unbind_contextvars(RUN_ID_LOG_KEY)  # the run is over
         return RunOutcome(run.run_id, status, final_reason, fills, realized)
 
     def _run_or_raise(self) -> BotRun:

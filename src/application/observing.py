@@ -36,9 +36,8 @@ class RunReporter:
 
     # ------------------------------------------------------------------ run
     def begin(self, run: BotRun, core: GridCore, fills: Iterable[BookedFill], *, resumed: bool) -> None:
-        """The run's core is built (`fills`: what its books held already); before its first decision."""
-        if not self.active:
-            return
+        """The run's core is built (`fills`: what its books held already); before its first decision.
+        Followed with or without an observer: the heartbeat log line reports the same snapshot."""
         self._run = run
         self._resumed = resumed
         booked = list(fills)
@@ -98,7 +97,7 @@ class RunReporter:
 
     def decided(self, decision: Decision) -> None:
         """A decision was booked: its fills, refusals and halt."""
-        if not self.active or self._run is None:
+        if self._run is None:
             return
         for trade_id in decision.retracted:
             retracted = self._inferred.pop(trade_id, None)

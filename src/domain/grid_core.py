@@ -518,8 +518,8 @@ class GridCore:
             order=cid,
             side=order.side.value,
             level=order.level,
-            price="market" if order.price is None else str(order.price),
-            amount=str(order.amount),
+            price="market" if order.price is None else order.price,
+            amount=order.amount,
         )
         return decision
 
@@ -880,9 +880,10 @@ class GridCore:
             order=cid,
             side=fill.side.value,
             level=order.level,
-            price=str(fill.price),
-            amount=str(fill.amount),
-            fee=f"{fill.fee:f} {fill.fee_asset}",
+            price=fill.price,
+            amount=fill.amount,
+            fee=fill.fee,
+            fee_asset=fill.fee_asset,
             realized_pnl=booked.realized_pnl,
             total_realized_pnl=self.realized,
             inferred=fill.is_inferred,
@@ -1234,11 +1235,22 @@ class GridCore:
             decision.commands.append(PlaceOrder(order, look_up_first=cid in self._attempted))
 
     # ---------------------------------------------------------------------- stop
-    def _halt(self, stop: StopDecision, at: datetime, decision: Decision) -> None:
+    def close(self, reason: str, at: datetime) -> Decision:
+        """The user closes the grid (`stop --cancel-orders`): every order is cancelled as by a risk
+        stop, nothing is sold, and the run ends halted (it is not resumed)."""
+        decision = Decision()
+        if self.halt is None:
+            stop = StopDecision(reason, sell_base=False)
+            self._halt(stop, at, decision, event="grid closed: cancelling its orders")
+        return decision
+
+    def _halt(
+        self, stop: StopDecision, at: datetime, decision: Decision, event: str = "risk stop: halting the grid"
+    ) -> None:
         """A risk rule fired: every order of the grid is cancelled (owed and held ones at once)."""
         self.halt = stop
         decision.halted = stop
-        decision.note("risk stop: halting the grid", "warning", reason=stop.reason)
+        decision.note(event, "warning", reason=stop.reason)
         for cid, order in list(self._orders.items()):
             if order.level < 0:
                 continue

@@ -66,6 +66,7 @@ NOTES: dict[str, tuple[str, set[str]]] = {
             "price",
             "amount",
             "fee",
+            "fee_asset",
             "realized_pnl",
             "total_realized_pnl",
             "inferred",
@@ -1830,8 +1831,8 @@ def test_the_log_lines_name_what_they_are_about() -> None:
         "order": cid(4),
         "side": "sell",
         "level": 4,
-        "price": "140",
-        "amount": "0.1",
+        "price": D("140"),
+        "amount": D("0.1"),
     }
     desk.fill(cid(1), fee=D("0.000015"))
     fill = last_note(desk, "fill")
@@ -1839,10 +1840,10 @@ def test_the_log_lines_name_what_they_are_about() -> None:
         cid(1),
         "buy",
         1,
-        "110",
-        "0.1",
+        D("110"),
+        D("0.1"),
     )
-    assert (fill["fee"], fill["inferred"]) == ("0.000015 BTC", False)
+    assert (fill["fee"], fill["fee_asset"], fill["inferred"]) == (D("0.000015"), "BTC", False)
     desk.answer(desk.fill(cid(3)))
     sold = last_note(desk, "fill")
     assert (sold["realized_pnl"], sold["total_realized_pnl"]) == (D("1.487"), D("1.487"))
@@ -1924,7 +1925,7 @@ def test_the_log_lines_of_news_that_changes_nothing(desk: Desk) -> None:
     desk.book(desk.core.infer_fill(cid(4), D("140"), desk.tick()))
     assert last_note(desk, "order filled while away; its trades are missing: inferring") == {"order": cid(4)}
     inferred = last_note(desk, "fill")
-    assert (inferred["inferred"], inferred["fee"]) == (True, "0.01400000 USDT")
+    assert (inferred["inferred"], inferred["fee"], inferred["fee_asset"]) == (True, D("0.014"), "USDT")
     desk.on_ticker(D("90"))
 
 
