@@ -17,6 +17,7 @@ from adapters import crashpoints
 from adapters.clock import SystemClock
 from adapters.persistence.database import Database, open_database
 from application.grid_bot import GridBot, GridBotConfig
+from bootstrap.paper import paper_venue
 from bootstrap.settings import Settings
 from bootstrap.venues import Venue, binance_venue, simulated_venue
 from domain.grid import GridParams, Spacing
@@ -98,6 +99,7 @@ class Container(containers.DeclarativeContainer):
         config.exchange.kind,
         simulated=providers.Factory(simulated_venue, settings=settings, clock=clock),
         binance=providers.Factory(binance_venue, settings=settings, clock=clock),
+        paper=providers.Factory(paper_venue, settings=settings, clock=clock),
     )
     venue = providers.Resource(_enter_venue, venue_cm=venue_factory)
 

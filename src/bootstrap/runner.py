@@ -161,8 +161,8 @@ async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | Non
 def grid_lease_name(settings: Settings) -> str:
     """What one bot at a time may trade: the account (venue, and API key on Binance) and symbol."""
     exchange = settings.exchange
-    if exchange.kind == "simulated":
-        account = "simulated"
+    if exchange.kind in ("simulated", "paper"):
+        account: str = exchange.kind  # the simulated exchange's own account (paper: live prices)
     else:
         key = exchange.api_key.get_secret_value() if exchange.api_key is not None else ""
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]  # names the key without showing it

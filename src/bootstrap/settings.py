@@ -66,7 +66,8 @@ class _Section(BaseModel):
 
 
 class ExchangeSettings(_Section):
-    kind: Literal["simulated", "binance"] = "simulated"
+    # paper: Binance's public market data, fills on the simulated exchange
+    kind: Literal["simulated", "binance", "paper"] = "simulated"
     testnet: bool = True
     allow_live: bool = False  # trading real money needs EXCHANGE__TESTNET=false AND this
     api_key: SecretStr | None = None
@@ -86,6 +87,7 @@ class ExchangeSettings(_Section):
 
     request_timeout_s: float = Field(default=10.0, gt=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
+    ws_silence_s: float = Field(default=30.0, gt=0)  # a market stream with no data this long is replaced
 
 
 class SimulatorSettings(_Section):

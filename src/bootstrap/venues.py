@@ -22,6 +22,7 @@ from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed
 
 if TYPE_CHECKING:
     from adapters.binance import BinanceGateway
+    from adapters.binance.streams import BinanceMarketStreams
     from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
 
 log = structlog.get_logger(__name__)
@@ -146,9 +147,11 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
 
 @asynccontextmanager
 async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
-    """Binance spot (testnet unless live is confirmed) through ccxt; prices and fills by REST polling."""
+    """Binance spot (testnet unless live is confirmed) through ccxt. Prices over the public
+    WebSocket streams (REST polling while none is up); fills by REST polling for now."""
     from adapters.binance import BinanceConfig, open_binance_gateway
-    from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
+    from adapters.polling import PollingOrderUpdateFeed
+    from bootstrap.market_data import market_streams, ws_root
 
     ex = settings.exchange
     if ex.api_key is None or ex.api_secret is None:  # check_consistency already said so
@@ -163,8 +166,17 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
         request_timeout_s=ex.request_timeout_s,
     )
     async with open_binance_gateway(config, clock) as gateway:
-        market = PollingMarketDataFeed(gateway, clock, interval_s=ex.poll_interval_s)
+        market = market_streams(
+            ex, settings.trading.symbol, clock, partial(gateway.fetch_ticker, settings.trading.symbol)
+        )
+        # The seam for the user data stream (WebSocket API, userDataStream.subscribe.signature):
+        # it replaces this feed, with REST polling kept as its fallback and catch-up.
         orders = PollingOrderUpdateFeed(gateway, clock, interval_s=ex.poll_interval_s)
+        log.info(
+            "feeds: market data over streams (primary + standby), order updates by REST polling",
+            ws_url=ws_root(ex),
+            poll_interval_s=ex.poll_interval_s,
+        )
 
         def stop() -> None:
             market.close()
@@ -177,6 +189,7 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
                 gateway,
                 market,
                 orders,
+                background=(market.run,),
                 stop=stop,
                 probe=probe,
             )
@@ -185,7 +198,7 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
 
 
 def binance_probe(
-    gateway: BinanceGateway, *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed
+    gateway: BinanceGateway, *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed | BinanceMarketStreams
 ) -> VenueProbe:
     """What the Binance adapter tells /health and /metrics: its state, circuit breaker, ban,
     request weight, 429/418 answers, failures by type, and the feeds' recoveries."""
