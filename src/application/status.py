@@ -8,7 +8,16 @@ from decimal import Decimal, InvalidOperation
 
 from domain.errors import DomainError
 from domain.grid import sell_profit
-from domain.models import ZERO, BookedFill, BotRun, OrderStatus, Side, TrackedOrder, split_symbol
+from domain.models import (
+    MANUAL_FINGERPRINT,
+    ZERO,
+    BookedFill,
+    BotRun,
+    OrderStatus,
+    Side,
+    TrackedOrder,
+    split_symbol,
+)
 from domain.ports import UnitOfWork, UnitOfWorkFactory
 
 LAST_PRICE_PARAM = "last_price"  # the run's params key where the grid bot keeps the last market price
@@ -106,7 +115,7 @@ def _decimal_or_none(text: str | None) -> Decimal | None:
     return value if value.is_finite() and value > 0 else None
 
 
-async def _run_named(uow: UnitOfWork, run_id: str) -> BotRun | None:
+async def run_named(uow: UnitOfWork, run_id: str) -> BotRun | None:
     """The run with this id, or the one run whose id starts with it (the short id in the logs and
     in client order ids); an id that several runs start with is refused, naming two."""
     run = await uow.runs.get(run_id)
@@ -128,10 +137,15 @@ class AmbiguousRunId(DomainError):
 async def grid_status(
     uow_factory: UnitOfWorkFactory, *, run_id: str | None = None, symbol: str | None = None, recent: int = 10
 ) -> StatusReport:
-    """The latest run (or `run_id`), its active orders, its fills, its realized profit and its
-    position (base held, its cost, the last price and the unrealized profit)."""
+    """The latest grid run (or `run_id`), its active orders, its fills, its realized profit and its
+    position (base held, its cost, the last price and the unrealized profit). Manual trades are
+    not grid runs: `manual_trades` lists them."""
     async with uow_factory() as uow:
-        run = await _run_named(uow, run_id) if run_id else await uow.runs.latest(symbol)
+        run = (
+            await run_named(uow, run_id)
+            if run_id
+            else await uow.runs.latest(symbol, exclude_fingerprint=MANUAL_FINGERPRINT)
+        )
         if run is None:
             return StatusReport(None, (), 0, ZERO, 0, {}, ())
         orders = tuple(await uow.orders.list_active(run.run_id))
@@ -155,3 +169,49 @@ async def grid_status(
         fills[-recent:] if recent else (),
         position_of(run.symbol, fills, run.params),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One line of `runs`."""
+
+    run: BotRun
+    fills: int
+    realized_pnl: Decimal
+
+
+async def list_runs(uow_factory: UnitOfWorkFactory, *, limit: int) -> list[RunSummary]:
+    """The grid runs, newest first, with how many fills each booked and its realized profit."""
+    async with uow_factory() as uow:
+        runs = await uow.runs.recent(limit=limit, exclude_fingerprint=MANUAL_FINGERPRINT)
+        return [
+            RunSummary(run, await uow.fills.count(run.run_id), await uow.fills.realized_pnl(run.run_id))
+            for run in runs
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class ManualTrade:
+    """An order placed by `trade`, as booked: the order, and the fills booked for it."""
+
+    run: BotRun
+    order: TrackedOrder
+    fills: tuple[BookedFill, ...]
+
+    @property
+    def average_price(self) -> Decimal | None:
+        filled = sum((b.fill.amount for b in self.fills), ZERO)
+        if filled <= 0:
+            return None
+        return (sum((b.fill.quote_amount for b in self.fills), ZERO) / filled).quantize(AVERAGE_COST_QUANTUM)
+
+
+async def manual_trades(uow_factory: UnitOfWorkFactory, *, limit: int) -> list[ManualTrade]:
+    """The orders placed by hand with `trade`, newest first (each is a one-order run of its own,
+    so it never mixes with a grid's books)."""
+    found = []
+    async with uow_factory() as uow:
+        for run in await uow.runs.recent(limit=limit, fingerprint=MANUAL_FINGERPRINT):
+            for order in await uow.orders.list_for_run(run.run_id):
+                found.append(ManualTrade(run, order, tuple(await uow.fills.list_for_run(run.run_id))))
+    return found

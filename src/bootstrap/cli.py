@@ -1,4 +1,4 @@
-"""Command line: `python -m bootstrap [--config PATH] [run|status|trade] ...`.
+"""Command line: `gridbot` or `python -m bootstrap [--config PATH] COMMAND ...`.
 
 argparse (standard library) keeps `--help` instant; everything heavy (pydantic, SQLAlchemy,
 structlog, the adapters) is imported only once a command actually runs.
@@ -12,20 +12,21 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from adapters.persistence.lease import LeaseRow
-    from application.status import StatusReport
-    from bootstrap.settings import Settings
+    from application.status import ManualTrade, RunSummary, StatusReport
+    from bootstrap.settings import ReadSettings, Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bootstrap",
+        prog="gridbot" if Path(sys.argv[0]).name == "gridbot" else "python -m bootstrap",
         description="Grid-trading bot for Binance spot. With no command, runs the bot.",
     )
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
@@ -49,11 +50,69 @@ def _parser() -> argparse.ArgumentParser:
         help="serve GET /health and /metrics on this port (HEALTH__HOST, default 127.0.0.1; 0: a free port)",
     )
 
-    status = commands.add_parser("status", parents=[after], help="show the latest run from the database")
+    status = commands.add_parser(
+        "status",
+        parents=[after],
+        help="show the latest grid run from the database (no exchange access, no API keys needed)",
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
-        "--run-id", help="a specific run instead of the latest: its id, or the start of it (as in the logs)"
+        "--run-id",
+        metavar="ID",
+        help="a specific run instead of the latest: its id, or the start of it (as in the logs)",
     )
+    status.add_argument(
+        "--manual",
+        action="store_true",
+        help="list the orders placed by hand with `trade` instead of the grid",
+    )
+    status.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=20,
+        metavar="N",
+        help="with --manual: at most N orders (default 20)",
+    )
+
+    runs = commands.add_parser(
+        "runs", parents=[after], help="list the grid runs in the database, newest first (no exchange access)"
+    )
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    runs.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="at most N runs (default 20)"
+    )
+
+    stop = commands.add_parser(
+        "stop",
+        parents=[after],
+        help="stop the bot running this grid (it is signalled and waited for); optionally cancel the grid's orders",
+    )
+    stop.add_argument(
+        "--cancel-orders",
+        action="store_true",
+        help="also cancel the grid's open orders on the exchange and close the run (it is not resumed)",
+    )
+    stop.add_argument(
+        "--yes", action="store_true", help="confirm cancelling the orders of a grid no bot is running"
+    )
+    stop.add_argument(
+        "--run-id", metavar="ID", help="a specific grid run instead of the latest (its id or start)"
+    )
+    stop.add_argument(
+        "--wait",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the running bot to stop (default 60)",
+    )
+
+    cancel = commands.add_parser(
+        "cancel", parents=[after], help="cancel one order placed with `trade`, and book how it ended"
+    )
+    cancel.add_argument(
+        "order", metavar="ORDER", help="its client order id (gb-...) or the exchange's order id"
+    )
+    cancel.add_argument("--json", action="store_true", help="machine-readable output")
 
     backtest = commands.add_parser(
         "backtest",
@@ -102,11 +161,28 @@ def _parser() -> argparse.ArgumentParser:
         help="run the sweep on this Dask distributed scheduler (tcp://host:8786)",
     )
 
-    trade = commands.add_parser("trade", parents=[after], help="place one order and record it")
-    trade.add_argument("--side", required=True, choices=["buy", "sell"])
-    trade.add_argument("--amount", required=True, help="base quantity, e.g. 0.001")
-    trade.add_argument("--type", default="market", choices=["market", "limit"], dest="order_type")
-    trade.add_argument("--price", help="limit price (required for --type limit)")
+    trade = commands.add_parser(
+        "trade", parents=[after], help="place one order by hand and book it (see it with `status --manual`)"
+    )
+    trade.add_argument("--side", required=True, choices=["buy", "sell"], help="buy or sell the base asset")
+    trade.add_argument(
+        "--amount", required=True, help="base quantity, e.g. 0.001 (rounded down to the market's step)"
+    )
+    trade.add_argument(
+        "--type",
+        default="market",
+        choices=["market", "limit"],
+        dest="order_type",
+        help="market (default) or limit",
+    )
+    trade.add_argument(
+        "--price", help="limit price (required for --type limit; moved to the safe side of the tick)"
+    )
+    trade.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the order against the market's filters and the balance, print it, send nothing",
+    )
     trade.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -163,6 +239,9 @@ def _profile_path(arg: str | None) -> Path:
 
 
 def _fail(key_or_kind: str, message: str, code: int) -> int:
+    """The one line that ends a failed command; what it logged before is not printed."""
+    if "adapters.logging" in sys.modules:
+        sys.modules["adapters.logging"].discard_held_lines()
     sys.stderr.write(f"error: {key_or_kind}: {message}\n" if key_or_kind else f"error: {message}\n")
     return code
 
@@ -184,25 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _remember_signal)
+        if hasattr(signal, "SIGUSR1"):  # `stop --cancel-orders` before the bot's handler is in place
+            signal.signal(signal.SIGUSR1, _remember_signal)
 
     from domain.errors import ConfigurationError, DomainError, GridInUse
 
     try:
-        settings = _load(args)
-        if getattr(args, "health_port", None) is not None:
-            health = settings.health.model_copy(update={"port": args.health_port})
-            settings = settings.model_copy(update={"health": health})
-        if command != "backtest" or args.db or args.sweep:  # a plain backtest logs nothing: it reports
-            from adapters.logging import configure_logging
-
-            configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=_secrets(settings))
-        if command == "status":
-            return _status(settings, as_json=args.json, run_id=args.run_id)
-        if command == "trade":
-            return _trade(settings, args)
-        if command == "backtest":
-            return _backtest(settings, args)
-        return _run(settings, getattr(args, "duration", None))
+        code = _command(args, command)
     except ConfigurationError as exc:
         return _fail(exc.key, exc.problem, EXIT_CONFIG)
     except GridInUse as exc:
@@ -210,7 +277,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         return _fail("", _plain(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
+        _release_logs()
         return EXIT_FAILURE
+    if code == EXIT_OK:
+        _release_logs()
+    else:  # the command wrote its `error:` line: what it logged before is not printed
+        _discard_logs()
+    return code
+
+
+def _command(args: argparse.Namespace, command: str) -> int:
+    if command in _READING:
+        return _reading_command(args, command)
+    settings = _load(args)
+    if getattr(args, "health_port", None) is not None:
+        health = settings.health.model_copy(update={"port": args.health_port})
+        settings = settings.model_copy(update={"health": health})
+    if command != "backtest" or args.db or args.sweep:  # a plain backtest logs nothing: it reports
+        from adapters.logging import configure_logging
+
+        configure_logging(
+            level=settings.log.level, fmt=settings.log.format, secrets=_secrets(settings), hold=True
+        )
+    if command == "trade":
+        return _trade(settings, args)
+    if command == "cancel":
+        return _cancel(settings, args)
+    if command == "backtest":
+        return _backtest(settings, args)
+    return _run(settings, getattr(args, "duration", None))
+
+
+_READING = frozenset({"status", "runs", "stop"})
+
+
+def _reading_command(args: argparse.Namespace, command: str) -> int:
+    """`status`, `runs` and `stop` read the database only: no API keys, no valid grid needed
+    (`stop --cancel-orders` loads the whole settings only when it is about to cancel)."""
+    from adapters.logging import configure_logging
+    from bootstrap.settings import load_read_settings
+
+    settings = load_read_settings(_profile_path(args.config))
+    key = settings.exchange.api_key
+    secrets = [key.get_secret_value()] if key is not None and key.get_secret_value() else []
+    configure_logging(level=settings.log.level, fmt=settings.log.format, secrets=secrets, hold=True)
+    if command == "runs":
+        return _runs(settings, as_json=args.json, limit=args.limit)
+    if command == "stop":
+        return _stop(settings, args)
+    if args.manual:
+        return _manual(settings, as_json=args.json, limit=args.limit)
+    return _status(settings, as_json=args.json, run_id=args.run_id)
+
+
+def _discard_logs() -> None:
+    if "adapters.logging" in sys.modules:
+        sys.modules["adapters.logging"].discard_held_lines()
+
+
+def _release_logs() -> None:
+    """Print the log lines held back while the command started (see adapters.logging)."""
+    if "adapters.logging" in sys.modules:
+        sys.modules["adapters.logging"].release_held_lines()
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -262,7 +390,7 @@ def _run(settings: Settings, duration: float | None) -> int:
 
 
 # --------------------------------------------------------------------------- status
-def _status(settings: Settings, *, as_json: bool, run_id: str | None) -> int:
+def _status(settings: ReadSettings, *, as_json: bool, run_id: str | None) -> int:
     import asyncio
 
     from adapters.clock import SystemClock
@@ -437,6 +565,133 @@ def render_status(report: StatusReport, holder: LeaseRow | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- runs
+def _runs(settings: ReadSettings, *, as_json: bool, limit: int) -> int:
+    import asyncio
+
+    from adapters.persistence.database import open_database
+    from application.status import list_runs
+
+    async def read() -> list[RunSummary]:
+        async with open_database(settings.database.url) as database:
+            return await list_runs(database.uow, limit=limit)
+
+    summaries = asyncio.run(read())
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps([run_to_dict(s) for s in summaries], indent=2) + "\n")
+    else:
+        sys.stdout.write(render_runs(summaries))
+    return EXIT_OK
+
+
+def run_to_dict(summary: RunSummary) -> dict[str, Any]:
+    run = summary.run
+    return {
+        "run_id": run.run_id,
+        "symbol": run.symbol,
+        "exchange": run.exchange,
+        "status": run.status.value,
+        "stop_reason": run.stop_reason,
+        "fills": summary.fills,
+        "realized_pnl": _dec(summary.realized_pnl),
+        "started_at": run.started_at.isoformat(),
+        "stopped_at": run.stopped_at.isoformat() if run.stopped_at else None,
+    }
+
+
+def render_runs(summaries: Sequence[RunSummary]) -> str:
+    if not summaries:
+        return "No grid run recorded yet: start the bot with `run`.\n"
+    header = ("RUN", "SYMBOL", "VENUE", "STATUS", "FILLS", "REALIZED", "STARTED (UTC)", "STOPPED (UTC)")
+    rows = [
+        (
+            s.run.run_id[:12],
+            s.run.symbol,
+            s.run.exchange,
+            s.run.status.value,
+            str(s.fills),
+            f"{_dec(s.realized_pnl)} {s.run.symbol.split('/')[1]}",
+            f"{s.run.started_at:%Y-%m-%d %H:%M}",
+            f"{s.run.stopped_at:%Y-%m-%d %H:%M}" if s.run.stopped_at else "-",
+        )
+        for s in summaries
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    right = {4, 5}  # numbers
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in (header, *rows)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- status --manual
+def _manual(settings: ReadSettings, *, as_json: bool, limit: int) -> int:
+    import asyncio
+
+    from adapters.persistence.database import open_database
+    from application.status import manual_trades
+
+    async def read() -> list[ManualTrade]:
+        async with open_database(settings.database.url) as database:
+            return await manual_trades(database.uow, limit=limit)
+
+    trades = asyncio.run(read())
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps([manual_to_dict(t) for t in trades], indent=2) + "\n")
+    else:
+        sys.stdout.write(render_manual(trades))
+    return EXIT_OK
+
+
+def manual_to_dict(trade: ManualTrade) -> dict[str, Any]:
+    order = trade.order
+    return {
+        "client_order_id": order.client_order_id,
+        "exchange_order_id": order.exchange_order_id,
+        "symbol": order.symbol,
+        "exchange": trade.run.exchange,
+        "side": order.side.value,
+        "type": order.type.value,
+        "amount": _dec(order.amount),
+        "price": _dec(order.price),
+        "status": order.status.value,
+        "filled": _dec(order.filled),
+        "average_price": _dec(trade.average_price),
+        "fees": {
+            asset: _dec(sum((b.fill.fee for b in trade.fills if b.fill.fee_asset == asset), Decimal(0)))
+            for asset in sorted({b.fill.fee_asset for b in trade.fills})
+        },
+        "fills": len(trade.fills),
+        "placed_at": order.created_at.isoformat(),
+    }
+
+
+def render_manual(trades: Sequence[ManualTrade]) -> str:
+    if not trades:
+        return "No manual trade recorded yet: place one with `trade`.\n"
+    lines = [f"Manual trades ({len(trades)}, newest first):"]
+    for t in trades:
+        d = manual_to_dict(t)
+        at = f"@ {d['price']}" if d["price"] is not None else "@ market"
+        outcome = d["status"]
+        if t.order.filled > 0:
+            outcome += f" {d['filled']}" + (f" at {d['average_price']}" if d["average_price"] else "")
+        fees = ", ".join(f"{v} {k}" for k, v in d["fees"].items())
+        lines.append(
+            f"  {t.order.created_at:%Y-%m-%d %H:%M:%S}  {d['client_order_id']}  {d['side']:<4} {d['amount']} {at}"
+            f"  {outcome}" + (f" (fee {fees})" if fees else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- backtest
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.backtest.data import DataError
@@ -470,3 +725,26 @@ def _trade(settings: Settings, args: argparse.Namespace) -> int:
     from bootstrap.runner import place_one_trade
 
     return asyncio.run(place_one_trade(settings, args))
+
+
+def _cancel(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bootstrap.runner import cancel_one_order
+
+    return asyncio.run(cancel_one_order(settings, args.order, as_json=args.json))
+
+
+# --------------------------------------------------------------------------- stop
+def _stop(settings: ReadSettings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from adapters.logging import configure_logging
+    from bootstrap.runner import stop_grid
+
+    def full() -> Settings:
+        loaded = _load(args)  # the venue's settings and keys: cancelling needs them
+        configure_logging(level=loaded.log.level, fmt=loaded.log.format, secrets=_secrets(loaded), hold=True)
+        return loaded
+
+    return asyncio.run(stop_grid(settings, args, full))

@@ -7,25 +7,32 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import structlog
 from returns.result import Failure
 
-from adapters.persistence.database import is_in_memory
-from adapters.persistence.lease import GridLease
+from adapters.clock import SystemClock
+from adapters.logging import bind_process_context, clear_process_context, release_held_lines
+from adapters.persistence.database import Database, is_in_memory, open_database
+from adapters.persistence.lease import GridLease, live_holder
 from application.grid_bot import GridBot, RunOutcome
-from application.trade import TradeIntent, place_trade
+from application.status import run_named
+from application.trade import PlannedTrade, TradeIntent, cancel_manual_order, place_trade, plan_trade
 from bootstrap.container import build_container
 from bootstrap.monitoring import Monitoring, open_monitoring
-from bootstrap.settings import Settings
+from bootstrap.settings import ReadSettings, Settings
 from bootstrap.venues import Venue
-from domain.errors import ConfigurationError, DomainError
-from domain.models import OrderType, Side
+from domain.errors import ConfigurationError, DomainError, GridInUse, Rejection
+from domain.models import MANUAL_FINGERPRINT, BotRun, Fill, OrderType, RunStatus, Side
+from domain.money import format_money
 from domain.ports import Clock
 
 log = structlog.get_logger(__name__)
@@ -43,6 +50,18 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, _on_signal, sig, stop)
+
+
+def _close_on_signal(bot: GridBot) -> None:
+    """SIGUSR1 (from `stop --cancel-orders`): the bot closes its grid, cancelling and booking its
+    orders, and stops; the run ends halted."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _on_close_signal, bot)
+
+
+def _on_close_signal(bot: GridBot) -> None:
+    log.warning("SIGUSR1 received: closing the grid (cancelling its orders)")
+    bot.request_close(CLOSE_REASON)
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
@@ -100,18 +119,15 @@ async def run_bot(
             return None
         monitoring.attach_venue(venue)
         bot: GridBot = await container.grid_bot(observer=monitoring.observer)  # type: ignore[misc]
-        log.info(
-            "bot starting",
-            exchange=venue.name,
-            symbol=settings.trading.symbol,
-            database=_safe_url(settings.database.url),
-            duration=duration,
-        )
+        _close_on_signal(bot)
+        log.info("bot starting", exchange=venue.name, symbol=settings.trading.symbol, duration=duration)
+        log.info("books kept in", database=_safe_url(settings.database.url))
         venue_tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(job()) for job in venue.background]
         background.extend(venue_tasks)
         if venue.ready is not None:
             await venue.ready()  # e.g. the simulated market has published its first price
         bot_task = asyncio.create_task(bot.run(stop), name="grid-bot")
+        background.append(asyncio.create_task(_once_trading(bot), name="grid-trading"))
         watched = {bot_task, *venue_tasks}
         while True:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
@@ -134,12 +150,21 @@ async def run_bot(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        clear_process_context("run_id")
         if lease is not None and lease.held:
             await lease.release()
         await telling.aclose()
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
+
+
+async def _once_trading(bot: GridBot) -> None:
+    """Once the grid trades, every line carries its run id (the venue's tasks too), and the lines
+    held back while it started are printed (a start that fails prints only its `error:` line)."""
+    await bot.started.wait()
+    bind_process_context(run_id=bot.run_id)
+    release_held_lines()
 
 
 async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | None:
@@ -158,7 +183,7 @@ async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | Non
     return None
 
 
-def grid_lease_name(settings: Settings) -> str:
+def grid_lease_name(settings: Settings | ReadSettings) -> str:
     """What one bot at a time may trade: the account (venue, and API key on Binance) and symbol."""
     exchange = settings.exchange
     if exchange.kind in ("simulated", "paper"):
@@ -190,7 +215,7 @@ def _decimal_arg(name: str, text: str) -> Decimal:
     return value
 
 
-async def place_one_trade(settings: Settings, args: argparse.Namespace) -> int:
+def _trade_intent(settings: Settings, args: argparse.Namespace) -> TradeIntent:
     side = Side(args.side)
     order_type = OrderType(args.order_type)
     amount = _decimal_arg("--amount", args.amount)
@@ -199,26 +224,59 @@ async def place_one_trade(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigurationError("--price", "is required for --type limit")
     if order_type is OrderType.MARKET and price is not None:
         raise ConfigurationError("--price", "only applies to --type limit")
+    return TradeIntent(settings.trading.symbol, side, order_type, amount, price)
+
+
+@contextlib.asynccontextmanager
+async def _opened(settings: Settings) -> AsyncIterator[tuple[Venue, Database, Clock]]:
+    """The venue and the database for a one-shot command, closed on the way out."""
     container = build_container(settings)
     try:
         await container.init_resources()  # type: ignore[misc]
         venue = await container.venue()  # type: ignore[misc]
         database = await container.database()  # type: ignore[misc]
-        result = await place_trade(
-            TradeIntent(settings.trading.symbol, side, order_type, amount, price),
-            gateway=venue.gateway,
-            uow_factory=database.uow,
-            clock=container.clock(),
-            exchange=venue.name,
-        )
+        yield venue, database, container.clock()
     finally:
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
+
+
+def _write_fields(fields: dict[str, Any], *, as_json: bool, title: str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(fields, indent=2) + "\n")
+        return
+    shown = {k: v for k, v in fields.items() if not isinstance(v, list | dict)}
+    width = max(len(k) for k in shown)
+    lines = [title] if title else []
+    lines += [f"{k.replace('_', ' '):<{width}}  {v if v is not None else '-'}" for k, v in shown.items()]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _fill_fields(fill: Fill) -> dict[str, Any]:
+    return {
+        "trade_id": fill.trade_id,
+        "price": format_money(fill.price),
+        "amount": format_money(fill.amount),
+        "fee": format_money(fill.fee),
+        "fee_asset": fill.fee_asset,
+    }
+
+
+async def place_one_trade(settings: Settings, args: argparse.Namespace) -> int:
+    """`trade`: one order, checked, sent and booked with its fills; `--dry-run` stops before sending."""
+    intent = _trade_intent(settings, args)
+    async with _opened(settings) as (venue, database, clock):
+        if args.dry_run:
+            planned = await plan_trade(intent, gateway=venue.gateway)
+            if isinstance(planned, Failure):
+                return _not_sent(planned.failure())
+            return _show_plan(planned.unwrap(), as_json=args.json)
+        result = await place_trade(
+            intent, gateway=venue.gateway, uow_factory=database.uow, clock=clock, exchange=venue.name
+        )
     if isinstance(result, Failure):
-        rejection = result.failure()
-        sys.stderr.write(f"error: order not sent: {rejection.rule}: {rejection.reason}\n")
-        return 1
+        return _not_sent(result.failure())
     trade = result.unwrap()
     order = trade.order
     fields = {
@@ -228,20 +286,178 @@ async def place_one_trade(settings: Settings, args: argparse.Namespace) -> int:
         "side": order.side.value,
         "type": order.type.value,
         "status": order.status.value,
-        "amount": f"{trade.sent_amount.normalize():f}",
-        "price": None if trade.sent_price is None else f"{trade.sent_price.normalize():f}",
-        "filled": f"{order.filled.normalize():f}",
-        "average_price": None if order.average_price is None else f"{order.average_price.normalize():f}",
-        "fee": f"{order.fee.normalize():f}",
+        "amount": format_money(trade.sent_amount),
+        "price": None if trade.sent_price is None else format_money(trade.sent_price),
+        "filled": format_money(order.filled),
+        "average_price": None if order.average_price is None else format_money(order.average_price),
+        "fee": format_money(order.fee),
         "fee_asset": order.fee_asset,
+        "fills_booked": len(trade.fills),
+        "fills": [_fill_fields(f) for f in trade.fills],
     }
-    if args.json:
-        sys.stdout.write(json.dumps(fields, indent=2) + "\n")
-    else:
-        width = max(len(k) for k in fields)
-        sys.stdout.write(
-            "".join(
-                f"{k.replace('_', ' '):<{width}}  {v if v is not None else '-'}\n" for k, v in fields.items()
-            )
-        )
+    _write_fields(fields, as_json=args.json)
     return 0
+
+
+def _not_sent(rejection: Rejection) -> int:
+    sys.stderr.write(f"error: order not sent: {rejection.rule}: {rejection.reason}\n")
+    return 1
+
+
+def _show_plan(plan: PlannedTrade, *, as_json: bool) -> int:
+    request = plan.request
+    fields = {
+        "dry_run": True,
+        "symbol": request.symbol,
+        "side": request.side.value,
+        "type": request.type.value,
+        "amount": format_money(request.amount),
+        "price": None if request.price is None else format_money(request.price),
+        "reference_price": None if plan.reference_price is None else format_money(plan.reference_price),
+        "client_order_id": request.client_order_id,
+        "needs": f"{format_money(plan.needs)} {plan.needs_asset}",
+        "available": f"{format_money(plan.available)} {plan.needs_asset}",
+    }
+    title = "Dry run: the order passes the market's filters and the balance check; nothing was sent."
+    _write_fields(fields, as_json=as_json, title=title)
+    return 0
+
+
+async def cancel_one_order(settings: Settings, reference: str, *, as_json: bool) -> int:
+    """`cancel ORDER`: one manual order, by client order id or the venue's order id."""
+    async with _opened(settings) as (venue, database, clock):
+        result = await cancel_manual_order(
+            reference,
+            symbol=settings.trading.symbol,
+            gateway=venue.gateway,
+            uow_factory=database.uow,
+            clock=clock,
+        )
+    order = result.order
+    fields = {
+        "order_id": order.order_id,
+        "client_order_id": result.was.client_order_id,
+        "side": order.side.value,
+        "status": order.status.value,
+        "amount": format_money(order.amount),
+        "price": None if order.price is None else format_money(order.price),
+        "filled": format_money(order.filled),
+        "fills_booked": len(result.fills),
+    }
+    _write_fields(fields, as_json=as_json)
+    return 0
+
+
+# --------------------------------------------------------------------------- stop
+CLOSE_REASON = "closed with `stop --cancel-orders`"
+STOP_POLL_S = 0.2
+
+
+async def stop_grid(
+    settings: Settings | ReadSettings, args: argparse.Namespace, full: Callable[[], Settings]
+) -> int:
+    """`stop`: the bot running the grid is signalled (SIGTERM, or SIGUSR1 to close the grid: it
+    cancels its own orders and books them) and waited for; with no bot running, `--cancel-orders`
+    closes the grid from here, once confirmed with `--yes`. `full()` loads the complete settings,
+    which only cancelling on the venue needs."""
+    clock = SystemClock()
+    lease_name = grid_lease_name(settings)
+    async with open_database(settings.database.url) as database:
+        run = await _grid_run(database, settings.trading.symbol, args.run_id)
+        holder = await live_holder(database.engine, lease_name, clock)
+        signalled = False
+        if holder is not None:
+            if holder.host != socket.gethostname():
+                raise GridInUse(
+                    f"process {holder.pid} on {holder.host} runs this grid; `stop` signals only bots on "
+                    "this machine: stop it there"
+                )
+            sig = signal.SIGUSR1 if args.cancel_orders else signal.SIGTERM
+            os.kill(holder.pid, sig)
+            sys.stdout.write(
+                f"Asked process {holder.pid} to {'close the grid (cancel its orders) and ' if args.cancel_orders else ''}stop ({sig.name}).\n"
+            )
+            signalled = True
+            waited = 0.0
+            while await live_holder(database.engine, lease_name, clock) is not None:
+                if waited >= args.wait:
+                    sys.stderr.write(f"error: process {holder.pid} has not stopped after {args.wait:g} s\n")
+                    return 1
+                await asyncio.sleep(STOP_POLL_S)
+                waited += STOP_POLL_S
+        async with database.uow() as uow:
+            run = await uow.runs.get(run.run_id) or run
+            active = await uow.orders.list_active(run.run_id)
+            if run.status is RunStatus.RUNNING and not signalled:  # left by a bot that was killed
+                run = replace(
+                    run, status=RunStatus.STOPPED, stopped_at=clock.now(), stop_reason="stopped with `stop`"
+                )
+                await uow.runs.update(run)
+                await uow.commit()
+    if not args.cancel_orders or not active:
+        sys.stdout.write(_run_line(run, len(active)))
+        return 0
+    if not signalled and not args.yes:
+        sys.stderr.write(
+            f"error: run {run.run_id[:12]} is {run.status.value} and its {len(active)} orders rest on the exchange, "
+            "where the next `run` resumes them; cancelling them closes the grid for good: add --yes\n"
+        )
+        return EXIT_USAGE
+    outcome = await close_grid(full(), run)
+    async with open_database(settings.database.url) as database, database.uow() as uow:
+        closed = await uow.runs.get(outcome.run_id) or run
+        left = await uow.orders.list_active(outcome.run_id)
+    sys.stdout.write(_run_line(closed, len(left)))
+    return 0
+
+
+EXIT_USAGE = 2
+
+
+def _run_line(run: BotRun, open_orders: int) -> str:
+    reason = f": {run.stop_reason}" if run.stop_reason else ""
+    return f"Run {run.run_id[:12]} is {run.status.value}{reason}; {open_orders} open order(s) in the books.\n"
+
+
+async def _grid_run(database: Database, symbol: str, run_id: str | None) -> BotRun:
+    async with database.uow() as uow:
+        run = (
+            await run_named(uow, run_id)
+            if run_id
+            else await uow.runs.latest(symbol, exclude_fingerprint=MANUAL_FINGERPRINT)
+        )
+    if run is None:
+        raise DomainError(
+            f"no run with id {run_id!r} (or starting with it) in this database"
+            if run_id
+            else f"no grid run of {symbol} in this database"
+        )
+    if run.grid_fingerprint == MANUAL_FINGERPRINT:
+        raise DomainError(f"run {run.run_id[:12]} is a manual trade, not a grid: `cancel ORDER` cancels it")
+    return run
+
+
+async def close_grid(settings: Settings, run: BotRun) -> RunOutcome:
+    """Close a grid no bot runs: this process takes the grid's lease (so no bot starts meanwhile),
+    then the grid bot cancels the run's orders and books what they filled (GridBot.close)."""
+    container = build_container(settings)
+    clock = container.clock()
+    lease: GridLease | None = None
+    try:
+        database = await container.database()  # type: ignore[misc]
+        lease = GridLease(database.engine, grid_lease_name(settings), clock)
+        await lease.acquire()
+        venue = await container.venue()  # type: ignore[misc]
+        if venue.name != run.exchange:
+            raise ConfigurationError(
+                "BOT_CONFIG",
+                f"run {run.run_id[:12]} trades on {run.exchange}; this profile's venue is {venue.name}",
+            )
+        bot: GridBot = await container.grid_bot()  # type: ignore[misc]
+        return await bot.close(run, CLOSE_REASON)
+    finally:
+        if lease is not None and lease.held:
+            await lease.release()
+        shutdown = container.shutdown_resources()
+        if shutdown is not None:
+            await shutdown

@@ -167,6 +167,7 @@ class RiskSettings(_Section):
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
+    heartbeat_s: float = Field(default=300.0, ge=0)  # a line on how the grid stands, this often (0: none)
 
     @field_validator("level", "format", mode="before")
     @classmethod
@@ -351,23 +352,76 @@ def load_settings(
     try:
         settings: Settings = ProfileSettings(**init)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        key = key_name(loc)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "is not a known setting"
-        elif (
-            not (set(map(str, loc)) & SECRET_FIELDS)
-            and "input" in error
-            and error["type"] not in {"missing", "value_error"}  # our own messages already say what they got
-        ):
-            shown = error["input"]
-            if not isinstance(shown, dict):
-                message = f"{message} (got {shown!r})"
-        raise ConfigurationError(key, message) from None
+        raise _configuration_error(exc) from None
     check_consistency(settings)
     return settings
+
+
+class _ReadExchange(BaseModel):
+    """What reading the books needs of [exchange]: which account's grid lease to look up."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    kind: str = "simulated"
+    testnet: bool = True
+    api_key: SecretStr | None = None
+
+
+class ReadSettings(BaseSettings):
+    """The settings `status` and `runs` read: they read the database only, so nothing else (API
+    keys, the grid, the venue's URLs) needs to be set or valid."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    exchange: _ReadExchange = _ReadExchange()
+    database: DatabaseSettings = DatabaseSettings()
+    trading: TradingSettings = TradingSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_read_settings(profile: Path, *, env_file: Path | None = Path(".env")) -> ReadSettings:
+    """The profile, `.env` and the environment, as `load_settings` reads them, for the commands
+    that only read the books (see `ReadSettings`)."""
+    _check_profile_keys(profile)
+
+    class ProfileReadSettings(ReadSettings):
+        model_config = SettingsConfigDict(toml_file=profile, env_file=env_file)
+
+    try:
+        return ProfileReadSettings()
+    except ValidationError as exc:
+        raise _configuration_error(exc) from None
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    """The first problem, named by the key users set (GRID__LEVELS), never echoing a secret."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    key = key_name(loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "is not a known setting"
+    elif (
+        not (set(map(str, loc)) & SECRET_FIELDS)
+        and "input" in error
+        and error["type"] not in {"missing", "value_error"}  # our own messages already say what they got
+    ):
+        shown = error["input"]
+        if not isinstance(shown, dict):
+            message = f"{message} (got {shown!r})"
+    return ConfigurationError(key, message)
 
 
 def check_consistency(settings: Settings) -> None:

@@ -154,6 +154,13 @@ class RunRepository(Protocol):
         (e.g. one-order manual trades, which must never be taken for a grid)."""
         ...
 
+    async def recent(
+        self, *, limit: int, fingerprint: str | None = None, exclude_fingerprint: str | None = None
+    ) -> Sequence[BotRun]:
+        """At most `limit` runs, newest first: only those with `fingerprint` when given, without
+        those with `exclude_fingerprint` when given."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One atomic decision's worth of persistence. Rolls back unless `commit()` was called."""

@@ -431,3 +431,16 @@ class SqlAlchemyRunRepository:
             result = await self._session.execute(query)
             row = result.mappings().one_or_none()
         return None if row is None else _run_from_row(row)
+
+    async def recent(
+        self, *, limit: int, fingerprint: str | None = None, exclude_fingerprint: str | None = None
+    ) -> Sequence[BotRun]:
+        query = select(bot_runs)
+        if fingerprint is not None:
+            query = query.where(bot_runs.c.grid_fingerprint == fingerprint)
+        if exclude_fingerprint is not None:
+            query = query.where(bot_runs.c.grid_fingerprint != exclude_fingerprint)
+        query = query.order_by(bot_runs.c.started_at.desc(), bot_runs.c.run_id.desc()).limit(limit)
+        with database_errors("listing runs"):
+            result = await self._session.execute(query)
+            return [_run_from_row(row) for row in result.mappings()]

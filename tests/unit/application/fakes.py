@@ -162,6 +162,17 @@ class _Runs:
         ]
         return max(runs, key=lambda r: r.started_at, default=None)
 
+    async def recent(
+        self, *, limit: int, fingerprint: str | None = None, exclude_fingerprint: str | None = None
+    ) -> Sequence[BotRun]:
+        runs = [
+            r
+            for r in self.data.values()
+            if (fingerprint is None or r.grid_fingerprint == fingerprint)
+            and r.grid_fingerprint != exclude_fingerprint
+        ]
+        return sorted(runs, key=lambda r: (r.started_at, r.run_id), reverse=True)[:limit]
+
 
 class InMemoryUnitOfWork:
     """Copies the store on entry and publishes the copy only on commit, like a transaction."""
