@@ -21,6 +21,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("bench_binance_adapter.py", ["--calls", "1000"]),
     ("sim_store_speed.py", []),
     ("bench_backtest.py", []),
+    ("bench_streams.py", ["--messages", "200000"]),
 ]
 
 

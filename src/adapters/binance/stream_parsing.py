@@ -57,10 +57,21 @@ CONTROL_ANSWER: Final = ControlAnswer()
 StreamEvent = MarketTrade | BookTop | KlineUpdate | ServerShutdown | ControlAnswer
 
 
+_last_time: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=UTC))
+
+
 def _ms(value: object) -> datetime:
+    """Epoch milliseconds as a UTC datetime; consecutive events often share a millisecond, and a
+    datetime costs more to build than to reuse."""
+    global _last_time  # noqa: PLW0603 - a one-entry cache of an immutable value
     if type(value) is not int:
         raise TypeError(f"not an integer time: {value!r}")
-    return datetime.fromtimestamp(value / _EPOCH_MS, tz=UTC)
+    cached = _last_time
+    if cached[0] == value:
+        return cached[1]
+    moment = datetime.fromtimestamp(value / _EPOCH_MS, tz=UTC)
+    _last_time = (value, moment)
+    return moment
 
 
 def _dec(value: object) -> Decimal:
@@ -89,6 +100,11 @@ class StreamParser:
         self._wire = symbol.replace("/", "").upper()
 
     def parse(self, message: bytes | str) -> StreamEvent:
+        return self.event(self.payload(message))
+
+    @staticmethod
+    def payload(message: bytes | str) -> dict[str, object]:
+        """The event object of one message (unwrapped from a combined-stream envelope)."""
         try:
             decoded = orjson.loads(message)
         except orjson.JSONDecodeError as exc:
@@ -98,6 +114,10 @@ class StreamParser:
         payload = decoded.get("data", decoded) if "stream" in decoded else decoded
         if type(payload) is not dict:
             raise MalformedMessage("the stream envelope holds no object")
+        return payload
+
+    def event(self, payload: dict[str, object]) -> StreamEvent:
+        """The domain event of one payload (see `payload`)."""
         try:
             return self._event(payload)
         except MalformedMessage:
@@ -127,14 +147,14 @@ class StreamParser:
             update_id = data["u"]
             if type(update_id) is not int:
                 raise TypeError(f"update id is not an integer: {update_id!r}")
-            return BookTop(
-                self.symbol,
-                update_id,
-                _dec(data["b"]),
-                _dec(data["B"]),
-                _dec(data["a"]),
-                _dec(data["A"]),
-            )
+            # The most frequent message: its four decimals are read inline.
+            b, bq, a, aq = data["b"], data["B"], data["a"], data["A"]
+            if type(b) is not str or type(bq) is not str or type(a) is not str or type(aq) is not str:
+                raise TypeError(f"a bookTicker price or quantity is not a decimal string: {data!r}")
+            bid, bid_qty, ask, ask_qty = Decimal(b), Decimal(bq), Decimal(a), Decimal(aq)
+            if not (bid.is_finite() and bid_qty.is_finite() and ask.is_finite() and ask_qty.is_finite()):
+                raise ValueError(f"a bookTicker value is not finite: {data!r}")
+            return BookTop(self.symbol, update_id, bid, bid_qty, ask, ask_qty)
         if kind == "kline":
             self._check_symbol(data["s"])
             k = data["k"]

@@ -322,8 +322,22 @@ class BinanceMarketStreams:
     def _handle(self, message: bytes | str) -> object:
         """Decode one message and pass on what is new. Never raises on bad input."""
         self.messages += 1
+        parser = self._parser
         try:
-            event = self._parser.parse(message)
+            payload = parser.payload(message)
+            # Copies the other connection already brought are dropped before anything is built.
+            kind = payload.get("e")
+            if kind == "trade":
+                trade_id = payload.get("t")
+                if type(trade_id) is int and trade_id <= self._last_trade_id:
+                    self.duplicates += 1
+                    return None
+            elif kind is None:
+                update_id = payload.get("u")
+                if type(update_id) is int and update_id <= self._last_update_id:
+                    self.duplicates += 1
+                    return None
+            event = parser.event(payload)
         except MalformedMessage as exc:
             self.malformed += 1
             log.warning("market stream: message skipped", reason=str(exc), skipped=self.malformed)
