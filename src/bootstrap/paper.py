@@ -111,7 +111,7 @@ async def paper_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
                 background=(streams.run, exchange.run),
                 stop=stop,
                 ready=first_price,
-                probe=VenueProbe(reconnects=lambda: streams.reconnects),
+                probe=VenueProbe(reconnects=lambda: streams.reconnects, market_data=streams.state),
             )
         finally:
             stop()

@@ -7,7 +7,7 @@ profile never loads them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -182,7 +182,7 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
             market.close()
             orders.close()
 
-        probe = binance_probe(gateway, market, orders)
+        probe = binance_probe(gateway, market, orders, market_data=market.state)
         try:
             yield Venue(
                 "binance-testnet" if ex.testnet else "binance",
@@ -198,7 +198,9 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
 
 
 def binance_probe(
-    gateway: BinanceGateway, *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed | BinanceMarketStreams
+    gateway: BinanceGateway,
+    *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed | BinanceMarketStreams,
+    market_data: Callable[[], Mapping[str, object] | None] | None = None,
 ) -> VenueProbe:
     """What the Binance adapter tells /health and /metrics: its state, circuit breaker, ban,
     request weight, 429/418 answers, failures by type, and the feeds' recoveries."""
@@ -210,4 +212,5 @@ def binance_probe(
         throttled=gateway.throttled,
         reconnects=lambda: sum(feed.reconnects for feed in feeds),
         errors=lambda: dict(gateway.errors),
+        market_data=market_data or (lambda: None),
     )

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
 from support.binance_server import FakeBinance, running_fake_binance
@@ -45,7 +46,7 @@ async def test_paper_trades_live_prices_on_the_engine_and_never_signs(
 ) -> None:
     fake, streams = venue
     env = env_for(fake, streams)
-    async with cli.bot("--config", "config/paper.toml", "run", extra_env=env) as bot:
+    async with cli.bot("--config", "config/paper.toml", "run", "--health-port", "0", extra_env=env) as bot:
         # the bot's primary and standby connections
         await asyncio.wait_for(streams.wait_for_clients(2), HANG_GUARD_S)
         fake.set_price(SYMBOL, Decimal("30000.00"))  # the first trade: the engine's first price
@@ -66,8 +67,19 @@ async def test_paper_trades_live_prices_on_the_engine_and_never_signs(
             lambda e: e["event"] == "fill" and e["side"] == "sell" and Decimal(e["price"]) == sell_price
         )
         await bot.until(lambda e: e["event"] == "order placed" and e["side"] == "buy")
+        listening = next(e for e in bot.events if e["event"] == "health endpoint listening")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{listening['port']}/health") as response,
+        ):
+            health = await response.json()
         code = await bot.stop()
     assert code == 0, bot.tail()
+    assert health["exchange"] == "paper"
+    assert health["market_data"]["mode"] == "streams"  # which feed is live
+    assert health["market_data"]["connections_up"] == 2
+    assert health["market_data"]["last_message_at"] is not None  # when it last spoke
+    assert health["market_data"]["fell_back_at"] is None
 
     status = await cli.astatus("--config", "config/paper.toml", extra_env=env)
     assert status["run"]["exchange"] == "paper"

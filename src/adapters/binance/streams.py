@@ -269,13 +269,15 @@ class BinanceMarketStreams:
             if self.closed:
                 return
             planned = reason.startswith(("planned", "server shutdown"))
+            # A drop is a warning; a planned recycle, and the retries of a failing streak, are not.
+            say = log.warning if not planned and connection.attempts == 0 else log.info
             if planned:
                 delay = 0.0
             else:
                 ceiling = min(timings.backoff_max_s, timings.backoff_initial_s * 2**connection.attempts)
                 delay = ceiling * (0.5 + self._rng.random() / 2)  # jitter: never in step with the other
                 connection.attempts += 1
-            log.warning(
+            say(
                 "market stream down; reconnecting",
                 connection=connection.name,
                 reason=reason,

@@ -34,3 +34,5 @@ class VenueProbe:
     throttled: Callable[[], Mapping[int, int]] = _no_throttling  # 429 and 418 answers so far
     reconnects: Callable[[], int] = _none  # feeds back after a failure
     errors: Callable[[], Mapping[str, int]] = _empty  # failed venue calls by error type
+    # which market-data feed is live (streams or REST polling), when it last spoke, when it fell back
+    market_data: Callable[[], Mapping[str, object] | None] = lambda: None

@@ -292,6 +292,9 @@ class BotTelemetry:
                 "since": self._status_since.isoformat(),
             }
         )
+        feed = self.probe.market_data()
+        if feed is not None:
+            body["market_data"] = dict(feed)
         return Health(status == "trading", body)
 
     def _current_status(self) -> tuple[str, str | None]:

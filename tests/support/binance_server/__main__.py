@@ -5,7 +5,8 @@ turning point in turn, forever, at that many price units per second (see `price_
 
 Prints exactly one line to stdout, "listening on http://127.0.0.1:PORT", once it accepts
 connections (for e2e tests that start the bot as a subprocess, and for benchmarks); logs go to
-stderr.
+stderr. With --streams it also serves the market streams over WebSockets (every price move a
+trade) and says where on stderr: "streams on ws://127.0.0.1:PORT" (EXCHANGE__WS_URL).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import structlog
 
 from support.binance_server.app import FakeBinance
 from support.binance_server.price_path import ZigZag, drive, parse_turns
+from support.binance_server.streams import MarketStreamServer
 
 
 def _decimal(text: str) -> Decimal:
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default="test-api-key")
     parser.add_argument("--api-secret", default="test-api-secret")
     parser.add_argument("--weight-limit", type=int, default=6000)
+    parser.add_argument("--streams", action="store_true", help="also serve the WebSocket market streams")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -89,7 +92,11 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     url = await server.start(args.host, args.port)
     walker: asyncio.Task[int] | None = None
+    streams = MarketStreamServer(server) if args.streams else None
     try:
+        if streams is not None:
+            sys.stderr.write(f"streams on {await streams.start(args.host)}\n")
+            sys.stderr.flush()
         sys.stdout.write(f"listening on {url}\n")
         sys.stdout.flush()
         if args.zigzag:
@@ -100,6 +107,8 @@ async def _serve(args: argparse.Namespace) -> None:
         if walker is not None:
             walker.cancel()
             await asyncio.gather(walker, return_exceptions=True)
+        if streams is not None:
+            await streams.stop()
         await server.stop()
 
 
