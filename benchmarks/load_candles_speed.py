@@ -6,11 +6,20 @@ year. Best of N runs each; prints figures, asserts nothing.
 
 CPU time counts every thread (pyarrow parses on all cores), so it can exceed the wall time; on a
 busy machine the wall time grows while the CPU time stays about the same.
+
+Each file is also loaded once in each of N fresh processes, for the peak RSS (ru_maxrss) of a load
+from a cold start: the process imports numpy and pyarrow (their memory is shown apart), loads, and
+reports. A small launcher process starts it, since Linux counts in a child's ru_maxrss the memory
+of the process it was forked from (this one holds a synthetic year by then).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -60,6 +69,36 @@ def write_year(path: Path, rows: int) -> None:
     pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
+# The measured process: one load after its imports; prints its figures as JSON.
+FRESH = """
+import json, resource, sys, time
+from pathlib import Path
+import numpy, pyarrow, pyarrow.csv
+from adapters.backtest.data import load_candles
+imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+wall, cpu = time.perf_counter(), time.process_time()
+rows = len(load_candles(Path(sys.argv[1])))
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "wall": wall, "cpu": cpu, "imports_kib": imports, "peak_kib": peak}))
+"""
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
+def fresh_loads(path: Path, runs: int) -> list[dict[str, Any]]:
+    """One load of `path` in each of `runs` fresh processes, each started by a small launcher."""
+    figures = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, sys.executable, "-c", FRESH, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        figures.append(json.loads(done.stdout))
+    return figures
+
+
 def best_of(runs: int, load: Callable[[], CandleColumns]) -> tuple[float, float, CandleColumns]:
     """The best wall time of `runs` loads (after one warm-up), and the CPU time (all threads) of that run."""
     best = (float("inf"), 0.0)
@@ -96,6 +135,16 @@ def main() -> None:
             print(
                 f"{label:<22} best of {args.runs}: {seconds * 1000:7.1f} ms wall, {cpu * 1000:7.1f} ms CPU  "
                 f"({len(candles):,} candles, {len(candles) / seconds / 1e6:.1f} M/s)"
+            )
+        for label, path in (("csv", csv_path), ("zip", zip_path)):
+            runs = fresh_loads(path, args.runs)
+            walls = [r["wall"] * 1000 for r in runs]
+            peaks = [r["peak_kib"] / 1024 for r in runs]
+            print(
+                f"fresh process, {label}: {args.runs} loads, wall {min(walls):.0f} ms best, "
+                f"{statistics.median(walls):.0f} ms median, CPU {min(r['cpu'] for r in runs) * 1000:.0f} ms "
+                f"best; peak RSS {min(peaks):.0f}-{max(peaks):.0f} MiB "
+                f"({max(r['imports_kib'] for r in runs) / 1024:.0f} MiB after the imports)"
             )
 
 

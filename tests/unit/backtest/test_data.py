@@ -433,6 +433,63 @@ def test_examples_are_at_most_five(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Large files: streamed block by block into arrays sized from the file's length
+
+
+def zipped(path: Path) -> Path:
+    archive_path = path.with_suffix(".zip")
+    with zipfile.ZipFile(archive_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(path, path.name)
+    return archive_path
+
+
+def test_a_large_file_whose_lines_get_shorter_is_read_exactly(tmp_path: Path) -> None:
+    # The first lines are long (a padded last column), so the size guess from them falls short and
+    # the columns grow; 70,000 rows also span several blocks and conversion chunks.
+    rng = np.random.default_rng(5)
+    units = rng.integers(1, 3_355_443_199_999_999, size=70_000)
+    lines = []
+    for i, u in enumerate(units.tolist()):
+        t = price_of(u)
+        ignore = "0" * 400 if i < 300 else "0"
+        lines.append(f"{minute(i)},{t},{t},{t},{t},1.5,{minute(i + 1) - 1},0,1,0,0,{ignore}")
+    path = write(tmp_path / "long.csv", lines)
+    for candles in (load_candles(path), load_candles(zipped(path))):
+        assert len(candles) == 70_000
+        assert candles.open_time_ms.tolist() == [minute(i) for i in range(70_000)]
+        assert candles.close.tolist() == units.tolist()
+        assert candles.low.tolist() == units.tolist()
+        assert candles.issues.clean
+
+
+def test_late_rows_of_a_large_file_are_named_and_read_exactly(tmp_path: Path) -> None:
+    lines = [BINANCE_HEADER, *rows_of(8_000)]  # about 0.8 MB: several blocks
+    lines.insert(3, "")  # a blank line: the rows are named by reading the lines
+    big = "123456789.12345678"  # beyond float64's exact range: read again as decimals
+    lines[7_000] = binance_row(minute(6_998), big, big, big, big)
+    path = write(tmp_path / "late.csv", lines)
+    for candles in (load_candles(path), load_candles(zipped(path))):
+        assert len(candles) == 8_000
+        assert prices(candles, 6_998) == (Decimal(big),) * 4
+        assert prices(candles, 7_999) == tuple(
+            map(Decimal, ("8099.5", "8100.25", "8098.00000001", "8099.75"))
+        )
+    for row, problem in [
+        (binance_row(minute(7_498), "100", "99", "98", "99"), "high 99 is below the open 100"),
+        (binance_row(minute(7_498), "abc", "99", "98", "99"), "open is not a number: 'abc'"),
+        (binance_row(minute(7_498), "100", "101", "99", "100.123456789"), "close has more than 8 decimals"),
+    ]:
+        lines[7_500] = row
+        path = write(tmp_path / "late.csv", lines)
+        message = load_error(path)
+        assert message.startswith(f"{path} row 7501: ")
+        assert problem in message
+        message = load_error(zipped(path))
+        assert message.startswith(f"{path.with_suffix('.zip')} (late.csv) row 7501: ")
+        assert problem in message
+
+
+# ----------------------------------------------------------------------------------------------
 # Synthetic candles
 
 
