@@ -213,10 +213,14 @@ class HeldLines:
 
     _SEVERE = frozenset({"warning", "warn", "error", "critical", "exception", "fatal"})
 
-    def __init__(self, out: TextIO, *, holding: bool = False) -> None:
-        self._out = out
+    def __init__(self, out: TextIO | None, *, holding: bool = False) -> None:
+        self._stream = out  # None: whatever sys.stderr is when a line is written (tests swap it)
         self._held: list[str] | None = [] if holding else None
         self._lock = threading.Lock()
+
+    @property
+    def _out(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stderr
 
     def write(self, method: str, line: str) -> None:
         with self._lock:
@@ -308,7 +312,7 @@ def configure_logging(
     renderer: Any = (
         structlog.processors.JSONRenderer() if fmt == "json" else ConsoleLines(colours=out.isatty())
     )
-    lines = _current["lines"] = HeldLines(out, holding=hold)
+    lines = _current["lines"] = HeldLines(stream, holding=hold)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -71,7 +71,7 @@ def test_toml_floats_become_exact_decimals(tmp_path: Path) -> None:
         ({"GRID__INVESTMENT": "-5"}, "GRID__INVESTMENT", "greater than 0"),
         ({"GRID__UPPER": "NaN"}, "GRID__UPPER", "finite"),
         ({"EXCHANGE__KIND": "binance"}, "EXCHANGE__API_KEY", "required when EXCHANGE__KIND=binance"),
-        ({"EXCHANGE__KIND": "ftx"}, "EXCHANGE__KIND", "'simulated' or 'binance'"),
+        ({"EXCHANGE__KIND": "ftx"}, "EXCHANGE__KIND", "'simulated', 'binance' or 'paper'"),
         ({"LOG__FORMAT": "xml"}, "LOG__FORMAT", "'console' or 'json'"),
         ({"RISK__TAKE_PROFIT": "30000"}, "RISK__TAKE_PROFIT", "over GRID__UPPER"),
         ({"TRADING__SYMBOL": "BTC-USDT"}, "TRADING__SYMBOL", "BASE/QUOTE"),
