@@ -17,12 +17,11 @@ from adapters import crashpoints
 from adapters.clock import SystemClock
 from adapters.persistence.database import Database, open_database
 from application.grid_bot import GridBot, GridBotConfig
+from bootstrap.grid_settings import grid_params, market_thresholds, risk_limits
 from bootstrap.paper import paper_venue
 from bootstrap.settings import Settings
 from bootstrap.venues import Venue, binance_venue, simulated_venue
-from domain.grid import GridParams, Spacing
 from domain.ports import BotObserver, ExchangeGateway
-from domain.risk import MarketStateThresholds, RiskLimits
 
 
 async def _database(url: str) -> AsyncIterator[Database]:
@@ -36,33 +35,17 @@ async def _enter_venue(venue_cm: AbstractAsyncContextManager[Venue]) -> AsyncIte
 
 
 def grid_bot_config(settings: Settings, venue: Venue) -> GridBotConfig:
-    grid, risk, trading = settings.grid, settings.risk, settings.trading
+    risk, trading = settings.risk, settings.trading
     return GridBotConfig(
         symbol=trading.symbol,
         exchange=venue.name,
-        grid=GridParams(
-            lower=grid.lower,
-            upper=grid.upper,
-            levels=grid.levels,
-            spacing=Spacing(grid.spacing),
-            investment=grid.investment,
-        ),
-        limits=RiskLimits(
-            investment=grid.investment,
-            max_open_orders=risk.max_open_orders,
-            stop_loss=risk.stop_loss,
-            take_profit=risk.take_profit,
-            sell_on_stop=risk.sell_on_stop,
-        ),
+        grid=grid_params(settings),
+        limits=risk_limits(settings),
         maker_fee=trading.maker_fee,
         taker_fee=trading.taker_fee,
-        thresholds=MarketStateThresholds(
-            volatile_range=risk.volatile_range,
-            panic_range=risk.panic_range,
-            volatile_spread=risk.volatile_spread,
-            panic_spread=risk.panic_spread,
-        ),
+        thresholds=market_thresholds(settings),
         volatility_window_s=risk.volatility_window_s,
+        heartbeat_s=settings.log.heartbeat_s,
     )
 
 
