@@ -189,7 +189,9 @@ async def test_ctrl_c_while_a_ban_is_waited_out_stops_the_bot_at_once_with_nothi
 
 async def test_duration_ends_a_start_that_waits_out_the_venue(cli: Cli, server: FakeBinance) -> None:
     server.fail_next("/api/v3/exchangeInfo", status=418, retry_after=3600)
-    code, _, err = await cli.arun(*TESTNET, "run", "--duration", "2", extra_env=env_for(server), guard_s=60)
+    # Long enough for a loaded machine to import, open the database and ask once; the ban (an
+    # hour) is far longer, so the one request is all the venue ever sees.
+    code, _, err = await cli.arun(*TESTNET, "run", "--duration", "6", extra_env=env_for(server), guard_s=60)
     assert code == 0, err
     assert "stopped before the grid started" in err
     assert len(server.requests) == 1
