@@ -86,6 +86,13 @@ async def paper_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
             if store is not None:
                 store.save_book(engine)
                 log.info("paper exchange: new book", symbol=symbol, state_file=str(sim.state_file))
+        if engine.last_price is None:
+            # A fresh book has no price until the first trade streams in; one unsigned ticker
+            # read gives it one, so `trade` works at once and the grid starts without waiting.
+            ticker = await _patiently("ticker", partial(public.fetch_ticker, symbol), clock)
+            engine.move_to(ticker.last, ticker.timestamp)
+            if store is not None:
+                store.save_changes(engine)
         streams = market_streams(ex, symbol, clock, partial(public.fetch_ticker, symbol))
         exchange = PaperExchange(
             engine,

@@ -9,6 +9,7 @@ The stand-in runs in the test's own event loop; the test follows the bot by its 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -49,7 +50,7 @@ async def test_paper_trades_live_prices_on_the_engine_and_never_signs(
     async with cli.bot("--config", "config/paper.toml", "run", "--health-port", "0", extra_env=env) as bot:
         # the bot's primary and standby connections
         await asyncio.wait_for(streams.wait_for_clients(2), HANG_GUARD_S)
-        fake.set_price(SYMBOL, Decimal("30000.00"))  # the first trade: the engine's first price
+        fake.set_price(SYMBOL, Decimal("30000.00"))  # a trade at the price the book started from
         placed: list[dict[str, Any]] = []
         await bot.until(
             lambda e: e["event"] == "order placed" and placed.append(e) is None and len(placed) == 9
@@ -118,4 +119,29 @@ async def test_paper_falls_back_to_rest_prices_when_no_stream_can_be_had(
         code = await bot.stop()
     assert code == 0, bot.tail()
     assert fake.requests_to("ticker/24hr"), "prices were polled while no stream was up"
+    assert all("signature" not in request.params for request in fake.requests)
+
+
+async def test_a_paper_trade_fills_on_the_engine_at_the_public_price(
+    cli: Cli, venue: tuple[FakeBinance, MarketStreamServer]
+) -> None:
+    fake, streams = venue
+    fake.set_price(SYMBOL, Decimal("30123.45"))
+    code, out, err = await cli.arun(
+        "--config",
+        "config/paper.toml",
+        "trade",
+        "--side",
+        "buy",
+        "--amount",
+        "0.001",
+        "--json",
+        extra_env=env_for(fake, streams),
+    )
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed["status"] == "filled"
+    assert Decimal(printed["average_price"]) == Decimal("30123.45")  # the engine took the public price
+    assert fake.book(SYMBOL).engine.open_orders() == [] and fake.book(SYMBOL).engine.trades() == []
+    assert {request.path for request in fake.requests} <= {"/api/v3/exchangeInfo", "/api/v3/ticker/24hr"}
     assert all("signature" not in request.params for request in fake.requests)
