@@ -19,7 +19,8 @@ from application.backtest import PathPoint
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 POINTS_PER_CANDLE = 4
-_OFFSETS_MS = np.array([0, 15_000, 30_000, 45_000], dtype=np.int64)
+_STEP_MS = 15_000
+_OFFSETS = (0, _STEP_MS, 2 * _STEP_MS, 3 * _STEP_MS)  # a candle's points after its open time, in ms
 _FIRST_CHUNK = 256  # points the search looks at first; it looks 4x further each time it finds nothing
 _LARGEST_CHUNK = 1 << 20
 _NEVER_BELOW = -1  # bounds no price reaches (prices are positive and fit in int64)
@@ -35,18 +36,35 @@ class CandlePath:
 
     def __init__(self, columns: CandleColumns) -> None:
         rising = columns.close >= columns.open
-        first = np.where(rising, columns.low, columns.high)
-        second = np.where(rising, columns.high, columns.low)
-        self.prices: IntArray = np.stack([columns.open, first, second, columns.close], axis=1).reshape(-1)
-        self.times_ms: IntArray = (columns.open_time_ms[:, None] + _OFFSETS_MS[None, :]).reshape(-1)
+        prices: IntArray = np.empty(len(columns) * POINTS_PER_CANDLE, dtype=np.int64)
+        prices[0::4] = columns.open
+        prices[1::4] = np.where(rising, columns.low, columns.high)
+        prices[2::4] = np.where(rising, columns.high, columns.low)
+        prices[3::4] = columns.close
+        self.prices = prices
+        self.open_times: IntArray = columns.open_time_ms  # a point's time is its candle's plus an offset
         self.columns = columns
+
+    def time_ms(self, k: int) -> int:
+        candle, step = divmod(k, POINTS_PER_CANDLE)
+        return int(self.open_times[candle]) + _OFFSETS[step]
+
+    def first_at_or_after(self, ms: int) -> int:
+        """The first point whose time is at or after `ms` (len(self) when none is)."""
+        # Candle c's last point is at open + 45 s: the first candle reaching `ms` holds the point.
+        candle = int(self.open_times.searchsorted(ms - _OFFSETS[-1]))
+        if candle >= len(self.open_times):
+            return len(self)
+        into = ms - int(self.open_times[candle])
+        step = 0 if into <= 0 else -(-into // _STEP_MS)  # ceil: the first offset at or after it
+        return candle * POINTS_PER_CANDLE + step
 
     def __len__(self) -> int:
         return int(self.prices.shape[0])
 
     def point(self, k: int) -> PathPoint:
         return PathPoint(
-            _EPOCH + timedelta(milliseconds=int(self.times_ms[k])),
+            _EPOCH + timedelta(milliseconds=self.time_ms(k)),
             price_of(int(self.prices[k])),
             gap=k % POINTS_PER_CANDLE == 0,
         )
@@ -83,8 +101,8 @@ class ColumnWindow:
     it seen every point. The core's pushes are not needed: the points are all here."""
 
     def __init__(self, path: CandlePath, window_s: float) -> None:
+        self._path = path
         self._prices = path.prices
-        self._times = path.times_ms
         self._window_ms = window_s * 1000.0
         self._k = 0
 
@@ -97,7 +115,7 @@ class ColumnWindow:
     def extremes(self) -> tuple[Decimal, Decimal] | None:
         k = self._k
         # The points kept are those at or after (the current point's time - the window).
-        horizon = math.ceil(int(self._times[k]) - self._window_ms)  # times are whole milliseconds
-        start = int(self._times.searchsorted(horizon))
+        horizon = math.ceil(self._path.time_ms(k) - self._window_ms)  # times are whole milliseconds
+        start = self._path.first_at_or_after(horizon)
         recent: list[int] = self._prices[start : k + 1].tolist()  # a few dozen: quicker in Python
         return price_of(min(recent)), price_of(max(recent))

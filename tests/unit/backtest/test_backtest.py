@@ -215,7 +215,7 @@ def paths(draw: st.DrawFn) -> tuple[list[Candle], list[int]]:
     take=st.sampled_from([None, "1150", "1120"]),
     sell_on_stop=st.booleans(),
     ranges=st.sampled_from([(Decimal("0.98"), Decimal("0.99")), (Decimal("0.02"), Decimal("0.05"))]),
-    window_s=st.sampled_from([60.0, 900.0]),
+    window_s=st.sampled_from([60.0, 100.0, 900.0]),
     spacing=st.sampled_from(list(Spacing)),
 )
 def test_fast_and_plain_agree_on_any_path(
