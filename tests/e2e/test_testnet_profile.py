@@ -94,9 +94,16 @@ async def test_order_under_min_notional_never_leaves_the_machine(cli: Cli, serve
 
 async def test_venue_rejections_are_reported_in_plain_words(cli: Cli, server: FakeBinance) -> None:
     code, _, err = await run_cli(cli, env_for(server), "trade", "--side", "sell", "--amount", "50")
+    assert code == 1  # checked against the free balance before sending
+    assert err == "error: order not sent: BALANCE: the order needs 50 BTC, the account has 1 BTC free\n"
+    assert server.requests_to("order", "POST") == []
+    refusal = {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+    server.fail_next("/api/v3/order", status=400, body=refusal, method="POST")  # the venue disagrees
+    code, _, err = await run_cli(cli, env_for(server), "trade", "--side", "sell", "--amount", "0.5")
     assert code == 1
     assert "not enough balance" in err
     assert "(code -2010)" in err
+    assert "the order needs 0.5 BTC, the account has 1 BTC free" in err
     bad_key = {**env_for(server), "EXCHANGE__API_SECRET": "not-the-secret"}
     code, _, err = await run_cli(cli, bad_key, "trade", "--side", "buy", "--amount", "0.001")
     assert code == 1
