@@ -360,6 +360,12 @@ async def stop_grid(
     cancels its own orders and books them) and waited for; with no bot running, `--cancel-orders`
     closes the grid from here, once confirmed with `--yes`. `full()` loads the complete settings,
     which only cancelling on the venue needs."""
+    key = settings.exchange.api_key
+    if settings.exchange.kind == "binance" and (key is None or not key.get_secret_value().strip()):
+        raise ConfigurationError(
+            "EXCHANGE__API_KEY",
+            "`stop` needs it to find the bot running this account's grid (its lease names the key)",
+        )
     clock = SystemClock()
     lease_name = grid_lease_name(settings)
     async with open_database(settings.database.url) as database:

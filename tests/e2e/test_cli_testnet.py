@@ -47,6 +47,11 @@ async def test_status_and_runs_on_the_testnet_profile_need_no_key(cli: Cli, serv
     code, out, err = await cli.arun(*TESTNET, "runs", extra_env=no_key)
     assert code == 0 and started["run_id"][:12] in out, err
     assert len(server.requests) == requests_before  # the database only
+    code, _, err = await cli.arun(*TESTNET, "stop", extra_env=no_key)  # finding the bot needs the key
+    assert code == 2 and err.startswith("error: EXCHANGE__API_KEY: "), err
+    assert json.loads((await cli.arun(*TESTNET, "status", "--json", extra_env=no_key))[1])["run"][
+        "status"
+    ] == ("stopped")
 
 
 async def test_a_dry_run_sends_no_order_and_a_short_balance_says_what_is_free(
