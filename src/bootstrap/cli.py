@@ -395,15 +395,23 @@ def _status(settings: ReadSettings, *, as_json: bool, run_id: str | None) -> int
 
     from adapters.clock import SystemClock
     from adapters.persistence.database import open_database
-    from adapters.persistence.lease import live_holder
+    from adapters.persistence.lease import live_holder, live_holders_like
     from application.status import grid_status
     from bootstrap.runner import grid_lease_name
 
     async def read() -> tuple[StatusReport, LeaseRow | None]:
         async with open_database(settings.database.url) as database:
             report = await grid_status(database.uow, run_id=run_id, symbol=settings.trading.symbol)
-            holder = await live_holder(database.engine, grid_lease_name(settings), SystemClock())
-            return report, holder
+            key = settings.exchange.api_key
+            if settings.exchange.kind != "binance" or (key is not None and key.get_secret_value()):
+                holder = await live_holder(database.engine, grid_lease_name(settings), SystemClock())
+                return report, holder
+            # no key to name the account's lease: the one bot trading this symbol on this venue, if one
+            prefix = f"binance-{'testnet' if settings.exchange.testnet else 'live'}-"
+            holders = await live_holders_like(
+                database.engine, SystemClock(), prefix=prefix, suffix=f"/{settings.trading.symbol}"
+            )
+            return report, holders[0] if len(holders) == 1 else None
 
     report, holder = asyncio.run(read())
     if report.run is None and run_id is not None:

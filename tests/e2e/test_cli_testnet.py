@@ -35,12 +35,15 @@ def keyed(server: FakeBinance) -> dict[str, str]:
 
 
 async def test_status_and_runs_on_the_testnet_profile_need_no_key(cli: Cli, server: FakeBinance) -> None:
+    no_key = {"GRID__LOWER": "99000", "GRID__UPPER": "99999"}  # nor a grid around the price
     async with cli.bot(*TESTNET, "run", extra_env=keyed(server)) as bot:
         started = await bot.until(lambda e: e["event"] == "grid started")
         await bot.until(lambda e: e["event"] == "order placed" and e.get("grid_level") == 8)
+        code, out, err = await cli.arun(*TESTNET, "status", "--json", extra_env=no_key)
+        assert code == 0, err
+        assert json.loads(out)["run"]["held_by"]["pid"] == bot.proc.pid  # the one bot on this symbol
         assert await bot.stop() == 0
     requests_before = len(server.requests)
-    no_key = {"GRID__LOWER": "99000", "GRID__UPPER": "99999"}  # nor a grid around the price
     code, out, err = await cli.arun(*TESTNET, "status", "--json", extra_env=no_key)
     assert code == 0, err
     assert json.loads(out)["run"]["run_id"] == started["run_id"]

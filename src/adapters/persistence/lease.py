@@ -82,6 +82,34 @@ async def live_holder(
     return None if expired is not None else row
 
 
+async def live_holders_like(
+    engine: AsyncEngine, clock: Clock, *, prefix: str, suffix: str, ttl_s: float = DEFAULT_TTL_S
+) -> list[LeaseRow]:
+    """The live holders of the leases named `prefix...suffix` (for `status` without an API key,
+    which cannot name its account's lease: any bot on that venue and symbol)."""
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(
+                    leases.c.name,
+                    leases.c.holder,
+                    leases.c.pid,
+                    leases.c.host,
+                    leases.c.acquired_at,
+                    leases.c.heartbeat_at,
+                )
+            )
+        ).all()
+    ttl, host, pid = timedelta(seconds=ttl_s), socket.gethostname(), os.getpid()
+    found = []
+    for name, *fields in rows:
+        if str(name).startswith(prefix) and str(name).endswith(suffix):
+            row = LeaseRow(*fields)
+            if _expiry(row, clock.now(), ttl, host=host, pid=pid) is None:
+                found.append(row)
+    return found
+
+
 class GridLease:
     """`await lease.acquire()` before the first venue call; `keep()` as a background task;
     `release()` on the way out (a killed process's lease expires instead)."""
