@@ -109,6 +109,7 @@ NOTES: dict[str, tuple[str, set[str]]] = {
     "no counter-order at the end of the ladder": ("info", {"level", "side"}),
     "halted: no counter-order": ("info", {"level"}),
     "risk stop: halting the grid": ("warning", {"reason"}),
+    "grid closed: cancelling its orders": ("warning", {"reason"}),
 }
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -2040,3 +2041,56 @@ def test_a_trade_id_the_venue_reuses_for_another_order_is_not_booked_and_is_repo
     restored = _restore(desk)  # the rule survives a restart
     later = restored.apply_fills([desk.trade(cid(0), trade_id="7")], desk.tick())
     assert later.fills == [] and "was it reset?" in later.notes[0].event
+
+
+# ================================================================================ closing by hand
+def test_closing_the_grid_cancels_every_order_sells_nothing_and_ends_it(desk: Desk) -> None:
+    reason = "closed with `stop --cancel-orders`"
+    closed = desk.book(desk.core.close(reason, desk.tick()))
+    assert events(closed) == ["grid closed: cancelling its orders"]
+    assert closed.notes[0].fields == {"reason": reason}
+    assert sorted(cancels(closed)) == sorted([cid(0), cid(1), cid(3), cid(4)])
+    assert closed.halted == StopDecision(reason, sell_base=False)
+    assert desk.core.halt == closed.halted
+    assert desk.core.grid_orders() == []
+    assert {desk.status(c) for c in (cid(0), cid(1), cid(3), cid(4))} == {OrderStatus.CANCELED}
+    again = desk.core.close("closed twice", desk.tick())  # a second close decides nothing
+    assert (again.commands, again.notes, again.halted, again.needs_booking) == ([], [], None, False)
+
+
+def test_closing_a_grid_a_stop_halted_keeps_the_stops_reason() -> None:
+    desk = Desk(stop_loss=D("95"))
+    desk.start()
+    desk.on_ticker(D("90"))
+    closed = desk.core.close("closed by hand", desk.tick())
+    assert (closed.commands, closed.halted) == ([], None)
+    assert desk.core.halt is not None and desk.core.halt.reason.startswith("stop-loss")
+
+
+# ================================================================================ a backtest's skipping
+def test_the_core_waits_on_prices_only_for_orders_a_price_can_release() -> None:
+    sent = Desk()
+    sent.start()
+    assert not sent.core.waits_on_prices()  # every order live: only a fill changes anything
+
+    in_flight = Desk()
+    in_flight.core.lay(ladder(), in_flight.now)
+    assert not in_flight.core.waits_on_prices()  # being sent: their outcome is an event, not a price
+
+    down = Desk()
+    down.book(down.core.venue_unavailable(down.tick()))
+    down.core.lay(ladder(), down.now)
+    assert down.core.waits_on_prices()  # not sent yet: the next price may send them
+
+    budget = Desk(investment=D("32.49"))
+    budget.accept(budget.core.lay(ladder(), budget.now))
+    assert not budget.core.waits_on_prices()  # held for the budget: only a fill frees quote
+
+    panic = Desk()
+    panic.start()
+    panic.on_ticker(START, spread=D("2"))  # a wide spread: panic, no new buys
+    panic.fill(cid(3))  # its counter-buy at 120 is held for the market state
+    assert [n.fields["rule"] for n in panic.notes if n.event == "order held"] == ["MARKET_STATE"]
+    assert panic.core.waits_on_prices()
+    panic.answer(panic.on_ticker(START))  # calm again: the buy goes out
+    assert not panic.core.waits_on_prices()
