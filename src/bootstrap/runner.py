@@ -30,7 +30,7 @@ from bootstrap.container import build_container
 from bootstrap.monitoring import Monitoring, open_monitoring
 from bootstrap.settings import ReadSettings, Settings
 from bootstrap.venues import Venue
-from domain.errors import ConfigurationError, DomainError, GridInUse, Rejection
+from domain.errors import ConfigurationError, DomainError, ExchangeUnavailable, GridInUse, Rejection
 from domain.models import MANUAL_FINGERPRINT, BotRun, Fill, OrderType, RunStatus, Side
 from domain.money import format_money
 from domain.ports import Clock
@@ -227,13 +227,26 @@ def _trade_intent(settings: Settings, args: argparse.Namespace) -> TradeIntent:
     return TradeIntent(settings.trading.symbol, side, order_type, amount, price)
 
 
+ONE_SHOT_PATIENCE = 3  # a one-shot command waits this many request timeouts for the venue to open
+
+
 @contextlib.asynccontextmanager
 async def _opened(settings: Settings) -> AsyncIterator[tuple[Venue, Database, Clock]]:
     """The venue and the database for a one-shot command, closed on the way out."""
     container = build_container(settings)
+    # A bot waits out a venue that is down for as long as it takes; a one-shot command (trade,
+    # cancel) is someone at a terminal or a script: it gives up and says so.
+    patience_s = ONE_SHOT_PATIENCE * settings.exchange.request_timeout_s
     try:
-        await container.init_resources()  # type: ignore[misc]
-        venue = await container.venue()  # type: ignore[misc]
+        try:
+            async with asyncio.timeout(patience_s):
+                await container.init_resources()  # type: ignore[misc]
+                venue = await container.venue()  # type: ignore[misc]
+        except TimeoutError:
+            raise ExchangeUnavailable(
+                f"the exchange did not answer within {patience_s:g} s "
+                f"({ONE_SHOT_PATIENCE} x EXCHANGE__REQUEST_TIMEOUT_S); nothing was sent"
+            ) from None
         database = await container.database()  # type: ignore[misc]
         yield venue, database, container.clock()
     finally:
