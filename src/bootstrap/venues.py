@@ -69,6 +69,14 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
                 engine = store.load(rules.symbol)
             except StateFileError as exc:
                 raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
+        if engine is not None and sim.candles_file is not None:
+            raise ConfigurationError(
+                "SIMULATOR__STATE_FILE",
+                f"{sim.state_file} holds the {rules.symbol} book of an earlier run; a candle replay "
+                "starts from the file's first candle, so it cannot continue one (its candles would "
+                "be traded twice): give the replay a new SIMULATOR__STATE_FILE and DATABASE__URL, "
+                "or delete both files",
+            )
         if engine is not None:
             differences = [
                 f"{name} {getattr(engine.rules, name)} (settings: {getattr(rules, name)})"

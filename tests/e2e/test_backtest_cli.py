@@ -93,6 +93,17 @@ async def test_a_backtest_and_a_default_profile_replay_of_the_same_candles_give_
         )
     ]
     assert max(created) - min(created) > timedelta(days=1)
+    # Run again, the replay would start from the first candle on top of the first one's books:
+    # refused, with nothing traded.
+    code, _, err = await cli.arun("run", extra_env=replay_env, guard_s=120)
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: SIMULATOR__STATE_FILE: var/simulated-exchange.sqlite3 holds the BTC/USDT book of an "
+        "earlier run; a candle replay starts from the file's first candle, so it cannot continue one "
+        "(its candles would be traded twice): give the replay a new SIMULATOR__STATE_FILE and "
+        "DATABASE__URL, or delete both files"
+    ]
+    assert fills_in(cli.workdir / "var" / "gridbot.sqlite3") == replayed
 
     books = cli.workdir / "backtest.sqlite3"
     done = cli.run(
