@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from adapters.persistence.lease import LeaseRow
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bootstrap.settings import ReadSettings, Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+_Item = TypeVar("_Item")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -575,22 +576,37 @@ def render_status(report: StatusReport, holder: LeaseRow | None = None) -> str:
 
 # --------------------------------------------------------------------------- runs
 def _runs(settings: ReadSettings, *, as_json: bool, limit: int) -> int:
+    from application.status import list_runs
+
+    return _listing(
+        settings, lambda uow: list_runs(uow, limit=limit), run_to_dict, render_runs, as_json=as_json
+    )
+
+
+def _listing(
+    settings: ReadSettings,
+    query: Callable[[Any], Awaitable[list[_Item]]],
+    to_dict: Callable[[_Item], dict[str, Any]],
+    render: Callable[[list[_Item]], str],
+    *,
+    as_json: bool,
+) -> int:
+    """A command that lists what `query` reads from the database: as JSON, or rendered."""
     import asyncio
 
     from adapters.persistence.database import open_database
-    from application.status import list_runs
 
-    async def read() -> list[RunSummary]:
+    async def read() -> list[_Item]:
         async with open_database(settings.database.url) as database:
-            return await list_runs(database.uow, limit=limit)
+            return await query(database.uow)
 
-    summaries = asyncio.run(read())
+    items = asyncio.run(read())
     if as_json:
         import json
 
-        sys.stdout.write(json.dumps([run_to_dict(s) for s in summaries], indent=2) + "\n")
+        sys.stdout.write(json.dumps([to_dict(item) for item in items], indent=2) + "\n")
     else:
-        sys.stdout.write(render_runs(summaries))
+        sys.stdout.write(render(items))
     return EXIT_OK
 
 
@@ -640,23 +656,11 @@ def render_runs(summaries: Sequence[RunSummary]) -> str:
 
 # --------------------------------------------------------------------------- status --manual
 def _manual(settings: ReadSettings, *, as_json: bool, limit: int) -> int:
-    import asyncio
-
-    from adapters.persistence.database import open_database
     from application.status import manual_trades
 
-    async def read() -> list[ManualTrade]:
-        async with open_database(settings.database.url) as database:
-            return await manual_trades(database.uow, limit=limit)
-
-    trades = asyncio.run(read())
-    if as_json:
-        import json
-
-        sys.stdout.write(json.dumps([manual_to_dict(t) for t in trades], indent=2) + "\n")
-    else:
-        sys.stdout.write(render_manual(trades))
-    return EXIT_OK
+    return _listing(
+        settings, lambda uow: manual_trades(uow, limit=limit), manual_to_dict, render_manual, as_json=as_json
+    )
 
 
 def manual_to_dict(trade: ManualTrade) -> dict[str, Any]:
