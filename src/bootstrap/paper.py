@@ -14,7 +14,6 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import fields
 from functools import partial
 from typing import TypeVar
 
@@ -23,7 +22,7 @@ import structlog
 from adapters.monitoring.probe import VenueProbe
 from bootstrap.market_data import market_streams, rest_root
 from bootstrap.settings import Settings
-from bootstrap.venues import Venue
+from bootstrap.venues import Venue, funded_engine, open_book, rules_changed
 from domain.errors import ConfigurationError, ExchangeUnavailable, RateLimited
 from domain.ports import Clock
 
@@ -37,9 +36,8 @@ START_BACKOFF_MAX_S = 60.0
 @asynccontextmanager
 async def paper_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
     from adapters.binance.public_rest import PublicBinanceRest
-    from adapters.simulated.engine import MatchingEngine
     from adapters.simulated.paper import PaperExchange
-    from adapters.simulated.state_store import SqliteStateStore, StateFileError
+    from adapters.simulated.state_store import SqliteStateStore
 
     ex, sim, symbol = settings.exchange, settings.simulator, settings.trading.symbol
     public = PublicBinanceRest(rest_root(ex), timeout_s=ex.request_timeout_s)
@@ -51,19 +49,9 @@ async def paper_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
     rules = await _patiently("exchangeInfo", lambda: public.market_rules(symbol), clock)
     store: SqliteStateStore | None = None
     try:
-        engine: MatchingEngine | None = None
-        if sim.state_file is not None:
-            try:
-                store = SqliteStateStore.open(sim.state_file)
-                engine = store.load(symbol)
-            except StateFileError as exc:
-                raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
+        store, engine = open_book(sim.state_file, symbol)
         if engine is not None:
-            differences = [
-                f"{name} {getattr(engine.rules, name)} (Binance now: {getattr(rules, name)})"
-                for name in (f.name for f in fields(rules))
-                if getattr(engine.rules, name) != getattr(rules, name)
-            ]
+            differences = rules_changed(engine.rules, rules, "Binance now")
             if differences:
                 raise ConfigurationError(
                     "SIMULATOR__STATE_FILE",
@@ -77,12 +65,7 @@ async def paper_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
                 open_orders=len(engine.open_orders()),
             )
         else:
-            engine = MatchingEngine(
-                rules,
-                {rules.quote_asset: sim.quote_balance, rules.base_asset: sim.base_balance},
-                maker_fee=sim.maker_fee,
-                taker_fee=sim.taker_fee,
-            )
+            engine = funded_engine(rules, sim)
             if store is not None:
                 store.save_book(engine)
                 log.info("paper exchange: new book", symbol=symbol, state_file=str(sim.state_file))

@@ -16,14 +16,19 @@ from typing import TYPE_CHECKING
 import structlog
 
 from adapters.monitoring.probe import VenueProbe
-from bootstrap.settings import Settings, simulated_rules
+from bootstrap.settings import Settings, SimulatorSettings, simulated_rules
 from domain.errors import ConfigurationError
 from domain.ports import Clock, ExchangeGateway, MarketDataFeed, OrderUpdateFeed
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from adapters.binance import BinanceGateway
     from adapters.binance.streams import BinanceMarketStreams
     from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
+    from adapters.simulated.engine import MatchingEngine
+    from adapters.simulated.state_store import SqliteStateStore
+    from domain.rules import MarketRules
 
 log = structlog.get_logger(__name__)
 
@@ -47,28 +52,58 @@ class Venue:
 VenueFactory = Callable[[], AbstractAsyncContextManager[Venue]]
 
 
+def open_book(state_file: Path | None, symbol: str) -> tuple[SqliteStateStore | None, MatchingEngine | None]:
+    """The state file, opened and locked (None: no file), and the symbol's book in it (None: none
+    yet). A file that cannot be used is a configuration error naming SIMULATOR__STATE_FILE."""
+    from adapters.simulated.state_store import SqliteStateStore, StateFileError
+
+    if state_file is None:
+        return None, None
+    store: SqliteStateStore | None = None
+    try:
+        store = SqliteStateStore.open(state_file)
+        return store, store.load(symbol)
+    except StateFileError as exc:
+        if store is not None:
+            store.close()
+        raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
+
+
+def rules_changed(saved: MarketRules, now: MarketRules, source: str) -> list[str]:
+    """Each market rule a saved book was made under that differs now: `name saved (source: now)`."""
+    return [
+        f"{name} {getattr(saved, name)} ({source}: {getattr(now, name)})"
+        for name in (f.name for f in fields(now))
+        if getattr(saved, name) != getattr(now, name)
+    ]
+
+
+def funded_engine(rules: MarketRules, sim: SimulatorSettings) -> MatchingEngine:
+    """A new book: the simulator's balances and fees."""
+    from adapters.simulated.engine import MatchingEngine
+
+    return MatchingEngine(
+        rules,
+        {rules.quote_asset: sim.quote_balance, rules.base_asset: sim.base_balance},
+        maker_fee=sim.maker_fee,
+        taker_fee=sim.taker_fee,
+    )
+
+
 @asynccontextmanager
 async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
     """The in-process matching engine, fed by the synthetic path or a candle file. Its state is
     written to its own SQLite file at every change (one book per symbol), so a restarted bot, even
     after a kill, finds the exchange as it last saw it. The file is opened, locked and written
     here, before anything runs: a file that cannot be used is a configuration error."""
-    from adapters.simulated.engine import MatchingEngine
     from adapters.simulated.exchange import FaultConfig, SimulatedExchange
     from adapters.simulated.price_source import CandleFilePriceSource, PriceSource, SyntheticPriceSource
-    from adapters.simulated.state_store import SqliteStateStore, StateFileError
 
     sim = settings.simulator
     rules = simulated_rules(settings)
     store: SqliteStateStore | None = None
     try:
-        engine: MatchingEngine | None = None
-        if sim.state_file is not None:
-            try:
-                store = SqliteStateStore.open(sim.state_file)
-                engine = store.load(rules.symbol)
-            except StateFileError as exc:
-                raise ConfigurationError("SIMULATOR__STATE_FILE", str(exc)) from None
+        store, engine = open_book(sim.state_file, rules.symbol)
         if engine is not None and sim.candles_file is not None:
             raise ConfigurationError(
                 "SIMULATOR__STATE_FILE",
@@ -78,11 +113,7 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
                 "or delete both files",
             )
         if engine is not None:
-            differences = [
-                f"{name} {getattr(engine.rules, name)} (settings: {getattr(rules, name)})"
-                for name in (f.name for f in fields(rules))
-                if getattr(engine.rules, name) != getattr(rules, name)
-            ]
+            differences = rules_changed(engine.rules, rules, "settings")
             if differences:
                 raise ConfigurationError(
                     "SIMULATOR__STATE_FILE",
@@ -96,12 +127,7 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
                 open_orders=len(engine.open_orders()),
             )
         else:
-            engine = MatchingEngine(
-                rules,
-                {rules.quote_asset: sim.quote_balance, rules.base_asset: sim.base_balance},
-                maker_fee=sim.maker_fee,
-                taker_fee=sim.taker_fee,
-            )
+            engine = funded_engine(rules, sim)
             if store is not None:
                 kept = [symbol for symbol in store.symbols() if symbol != rules.symbol]
                 store.save_book(engine)
