@@ -247,7 +247,10 @@ class AlertSettings(_Section):
         )
 
 
-class Settings(BaseSettings):
+class _FromProfile(BaseSettings):
+    """Where settings come from, in rising precedence: the profile TOML, `.env`, the environment
+    (`__` nests), and values given in code (a sweep's overrides)."""
+
     model_config = SettingsConfigDict(
         env_nested_delimiter="__",
         env_file=".env",
@@ -255,17 +258,6 @@ class Settings(BaseSettings):
         extra="ignore",  # unrelated environment variables are none of our business
         frozen=True,
     )
-
-    exchange: ExchangeSettings = ExchangeSettings()
-    simulator: SimulatorSettings = SimulatorSettings()
-    database: DatabaseSettings = DatabaseSettings()
-    trading: TradingSettings = TradingSettings()
-    grid: GridSettings = GridSettings()
-    risk: RiskSettings = RiskSettings()
-    log: LogSettings = LogSettings()
-    health: HealthSettings = HealthSettings()
-    backtest: BacktestSettings = BacktestSettings()
-    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -277,6 +269,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class Settings(_FromProfile):
+    exchange: ExchangeSettings = ExchangeSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    trading: TradingSettings = TradingSettings()
+    grid: GridSettings = GridSettings()
+    risk: RiskSettings = RiskSettings()
+    log: LogSettings = LogSettings()
+    health: HealthSettings = HealthSettings()
+    backtest: BacktestSettings = BacktestSettings()
+    alerts: AlertSettings = AlertSettings()
 
 
 def check_url(value: str, schemes: tuple[str, ...]) -> str:
@@ -366,29 +371,14 @@ class _ReadExchange(BaseModel):
     api_key: SecretStr | None = None
 
 
-class ReadSettings(BaseSettings):
+class ReadSettings(_FromProfile):
     """The settings `status` and `runs` read: they read the database only, so nothing else (API
     keys, the grid, the venue's URLs) needs to be set or valid."""
-
-    model_config = SettingsConfigDict(
-        env_nested_delimiter="__", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
 
     exchange: _ReadExchange = _ReadExchange()
     database: DatabaseSettings = DatabaseSettings()
     trading: TradingSettings = TradingSettings()
     log: LogSettings = LogSettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, TomlConfigSettingsSource(settings_cls))
 
 
 def load_read_settings(profile: Path, *, env_file: Path | None = Path(".env")) -> ReadSettings:
