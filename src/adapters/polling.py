@@ -116,7 +116,7 @@ class PollingOrderUpdateFeed(_Poller):
     async def fills(self, symbol: str) -> AsyncIterator[Fill]:
         while not self.closed:
             batch = await self._poll("fills", symbol, functools.partial(self._fetch_since_last, symbol))
-            fresh = [] if batch is None else _newer_than(batch, self.last_trade_id(symbol))
+            fresh = [] if batch is None else newer_than(batch, self.last_trade_id(symbol))
             for fill in fresh:
                 if self.closed:
                     return
@@ -126,16 +126,17 @@ class PollingOrderUpdateFeed(_Poller):
                 await self._pause()
 
 
-def _trade_key(trade_id: str) -> tuple[int, str]:
+def trade_key(trade_id: str) -> tuple[int, str]:
     """Order trade ids numerically when they are numbers (Binance), else as text."""
     return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
 
 
-def _newer_than(batch: Sequence[Fill], last: str | None) -> list[Fill]:
-    ordered = sorted(batch, key=lambda fill: _trade_key(fill.trade_id))
+def newer_than(batch: Sequence[Fill], last: str | None) -> list[Fill]:
+    """The fills of `batch` after trade `last` (all of them without one), oldest first."""
+    ordered = sorted(batch, key=lambda fill: trade_key(fill.trade_id))
     if last is None:
         return ordered
-    return [fill for fill in ordered if _trade_key(fill.trade_id) > _trade_key(last)]
+    return [fill for fill in ordered if trade_key(fill.trade_id) > trade_key(last)]
 
 
 if TYPE_CHECKING:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from adapters.binance import BinanceGateway
     from adapters.binance.streams import BinanceMarketStreams
+    from adapters.binance.user_stream import BinanceUserStream
     from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
     from adapters.simulated.engine import MatchingEngine
     from adapters.simulated.state_store import SqliteStateStore
@@ -182,10 +183,10 @@ async def simulated_venue(settings: Settings, clock: Clock) -> AsyncIterator[Ven
 @asynccontextmanager
 async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue]:
     """Binance spot (testnet unless live is confirmed) through ccxt. Prices over the public
-    WebSocket streams (REST polling while none is up); fills by REST polling for now."""
+    WebSocket streams, fills over the WebSocket API user data stream, each with REST polling
+    while it is down."""
     from adapters.binance import BinanceConfig, open_binance_gateway
-    from adapters.polling import PollingOrderUpdateFeed
-    from bootstrap.market_data import market_streams, ws_root
+    from bootstrap.market_data import market_streams, user_stream, ws_api_url, ws_root
 
     ex = settings.exchange
     if ex.api_key is None or ex.api_secret is None:  # check_consistency already said so
@@ -203,27 +204,27 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
         market = market_streams(
             ex, settings.trading.symbol, clock, partial(gateway.fetch_ticker, settings.trading.symbol)
         )
-        # The seam for the user data stream (WebSocket API, userDataStream.subscribe.signature):
-        # it replaces this feed, with REST polling kept as its fallback and catch-up.
-        orders = PollingOrderUpdateFeed(gateway, clock, interval_s=ex.poll_interval_s)
+        orders = user_stream(ex, settings.trading.symbol, clock, gateway)
         log.info(
-            "feeds: market data over streams (primary + standby), order updates by REST polling",
+            "feeds: market data over streams (primary + standby), order updates over the user data stream",
             ws_url=ws_root(ex),
-            poll_interval_s=ex.poll_interval_s,
+            ws_api_url=ws_api_url(ex),
         )
 
         def stop() -> None:
             market.close()
             orders.close()
 
-        probe = binance_probe(gateway, market, orders, market_data=market.state)
+        probe = binance_probe(
+            gateway, market, orders, market_data=market.state, order_updates=orders.state
+        )
         try:
             yield Venue(
                 "binance-testnet" if ex.testnet else "binance",
                 gateway,
                 market,
                 orders,
-                background=(market.run,),
+                background=(market.run, orders.run),
                 stop=stop,
                 probe=probe,
             )
@@ -233,8 +234,9 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
 
 def binance_probe(
     gateway: BinanceGateway,
-    *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed | BinanceMarketStreams,
+    *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed | BinanceMarketStreams | BinanceUserStream,
     market_data: Callable[[], Mapping[str, object] | None] | None = None,
+    order_updates: Callable[[], Mapping[str, object] | None] | None = None,
 ) -> VenueProbe:
     """What the Binance adapter tells /health and /metrics: its state, circuit breaker, ban,
     request weight, 429/418 answers, failures by type, and the feeds' recoveries."""
@@ -247,4 +249,5 @@ def binance_probe(
         reconnects=lambda: sum(feed.reconnects for feed in feeds),
         errors=lambda: dict(gateway.errors),
         market_data=market_data or (lambda: None),
+        order_updates=order_updates or (lambda: None),
     )

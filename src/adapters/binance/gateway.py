@@ -130,6 +130,15 @@ class BinanceGateway:
             return 0.0
         return max(0.0, self._hooks.banned_until - self._clock.now().timestamp())
 
+    def venue_time_ms(self) -> int:
+        """Now on the venue's clock (as measured at start and on every resync), in ms: the
+        timestamp a signed WebSocket API request carries."""
+        return int(self._client.milliseconds()) - self._time.difference_ms
+
+    async def resync_time(self) -> None:
+        """Measure the venue's clock again (after a -1021 from the WebSocket API)."""
+        await self._invoke(lambda: self._sync_time("websocket api -1021"))
+
     def _report_state(self) -> None:
         state = self.state
         if state != self._reported_state:

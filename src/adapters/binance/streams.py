@@ -314,7 +314,7 @@ class BinanceMarketStreams:
                         connection.attempts = 0
             return connection.kill_reason or "closed by the server"
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
-            return connection.kill_reason or _describe(exc)
+            return connection.kill_reason or describe_ws_error(exc)
         finally:
             connection.socket = None
             connection.kill_reason = None
@@ -494,28 +494,30 @@ class BinanceMarketStreams:
 
     async def _sleep(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
         """Sleep on the clock port; close() (or `wake`) ends it early."""
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self._clock.sleep(seconds)),
-            asyncio.ensure_future(self._closed.wait()),
-        ]
-        if wake is not None:
-            waiters.append(asyncio.ensure_future(wake.wait()))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await sleep_unless(self._clock, seconds, self._closed, wake)
 
 
 _SHUTDOWN = object()
+
+
+async def sleep_unless(clock: Clock, seconds: float, *events: asyncio.Event | None) -> None:
+    """Sleep `seconds` on the clock port, or less when one of `events` is set meanwhile."""
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(clock.sleep(seconds))]
+    waiters.extend(asyncio.ensure_future(event.wait()) for event in events if event is not None)
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def _describe(exc: BaseException) -> str:
+def describe_ws_error(exc: BaseException) -> str:
+    """Why a WebSocket connection failed or ended, in a few words for a log line."""
     if isinstance(exc, websockets.exceptions.InvalidStatus):
         return f"handshake refused: HTTP {exc.response.status_code}"
     if isinstance(exc, websockets.exceptions.ConnectionClosed):

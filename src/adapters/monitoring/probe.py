@@ -36,3 +36,4 @@ class VenueProbe:
     errors: Callable[[], Mapping[str, int]] = _empty  # failed venue calls by error type
     # which market-data feed is live (streams or REST polling), when it last spoke, when it fell back
     market_data: Callable[[], Mapping[str, object] | None] = lambda: None
+    order_updates: Callable[[], Mapping[str, object] | None] = lambda: None

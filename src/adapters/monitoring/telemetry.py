@@ -295,6 +295,9 @@ class BotTelemetry:
         feed = self.probe.market_data()
         if feed is not None:
             body["market_data"] = dict(feed)
+        orders = self.probe.order_updates()
+        if orders is not None:
+            body["order_updates"] = dict(orders)
         return Health(status == "trading", body)
 
     def _current_status(self) -> tuple[str, str | None]:

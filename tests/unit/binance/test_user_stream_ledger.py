@@ -1,0 +1,209 @@
+"""The user data stream's promise, decided in FillLedger: every trade of the account is passed on
+exactly once, however the stream drops, delivers late or in batches, and however catch-ups fail
+half way or overlap the stream.
+
+The stateful test drives a model of the venue and of the connection protocol of
+BinanceUserStream (subscribe, then catch up; on a drop the undelivered stream events are lost),
+with the real ledger in the middle. Its invariant: nothing passed on twice, nothing passed on that
+the venue did not trade; and once the feed settles (a connection whose catch-up reaches the
+present, its stream delivered), everything the venue traded has been passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from adapters.binance.user_stream import FillLedger
+from domain.errors import ExchangeUnavailable
+from domain.models import Fill, Side
+
+PAGE = 3  # a small page, so that catch-ups walk several pages
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def trade(number: int) -> Fill:
+    return Fill(
+        trade_id=str(number),
+        order_id=str(1000 + number // 2),
+        client_order_id=f"grid-{number // 2}",
+        symbol="BTC/USDT",
+        side=Side.BUY if number % 2 else Side.SELL,
+        price=Decimal("30000.00") + number,
+        amount=Decimal("0.001"),
+        fee=Decimal("0.000001"),
+        fee_asset="BTC",
+        timestamp=START + timedelta(seconds=number),
+    )
+
+
+class Venue:
+    """myTrades as Binance answers it: from an id (exclusive here, as the gateway makes it), or the
+    newest page without one; may fail after some pages."""
+
+    def __init__(self) -> None:
+        self.trades: list[Fill] = []
+        self.fail_after: int | None = None
+        self.pages = 0
+
+    async def fetch(self, since: str | None) -> Sequence[Fill]:
+        if self.fail_after is not None and self.pages >= self.fail_after:
+            raise ExchangeUnavailable("the venue is down")
+        self.pages += 1
+        if since is None:
+            return list(self.trades[-PAGE:])
+        return [t for t in self.trades if int(t.trade_id) > int(since)][:PAGE]
+
+
+def drain(ledger: FillLedger) -> list[str]:
+    out = [fill.trade_id for fill in ledger.out]
+    ledger.out.clear()
+    return out
+
+
+class UserStreamProtocol(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.venue = Venue()
+        self.ledger = FillLedger()
+        # the feed starts at a known mark (the bot's catch-up covers what came before it)
+        self.ledger.complete_to = "0"
+        self.next_id = 1
+        self.connected = False
+        self.synced = False
+        self.in_flight: list[Fill] = []  # on the wire, not yet read
+        self.passed_on: list[str] = []
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    # -- the venue trades ---------------------------------------------------------------------
+    @rule(count=st.integers(1, 5))
+    def trades_happen(self, count: int) -> None:
+        for _ in range(count):
+            fill = trade(self.next_id)
+            self.next_id += 1
+            self.venue.trades.append(fill)
+            if self.connected:
+                self.in_flight.append(fill)
+
+    # -- the connection -------------------------------------------------------------------------
+    @precondition(lambda self: not self.connected)
+    @rule()
+    def subscribe(self) -> None:
+        self.connected, self.synced = True, False
+
+    @precondition(lambda self: self.connected)
+    @rule(count=st.integers(1, 6))
+    def stream_delivers(self, count: int) -> None:
+        """Late and in batches: whatever was on the wire, in order."""
+        for fill in self.in_flight[:count]:
+            self.ledger.offer(fill, streamed=True)
+        del self.in_flight[:count]
+        self.collect()
+
+    @precondition(lambda self: self.connected)
+    @rule()
+    def drops(self) -> None:
+        """What was on the wire is lost."""
+        self.in_flight.clear()
+        self.connected = self.synced = False
+
+    @rule(fail_after=st.none() | st.integers(0, 3))
+    def catches_up(self, fail_after: int | None) -> None:
+        """A catch-up (after a subscribe, or a poll while down), which may fail part way."""
+        self.venue.fail_after, self.venue.pages = fail_after, 0
+        try:
+            self.loop.run_until_complete(self.ledger.catch_up(self.venue.fetch, page_size=PAGE))
+        except ExchangeUnavailable:
+            pass
+        else:
+            if self.connected:
+                self.synced = True
+        self.venue.fail_after = None
+        self.collect()
+
+    @rule(data=st.data())
+    def a_fill_comes_again(self, data: st.DataObject) -> None:
+        """The stream and a catch-up bring the same trade, or a server sends one twice."""
+        if not self.venue.trades:
+            return
+        again = data.draw(st.sampled_from(self.venue.trades))
+        seen = again.trade_id in self.passed_on
+        assert self.ledger.offer(again, streamed=True) is not seen
+        self.collect()
+
+    @rule()
+    def settles(self) -> None:
+        """A connection that stays up: its catch-up reaches the present, its stream is read."""
+        if not self.connected:
+            self.subscribe()
+        self.catches_up(None)
+        self.stream_delivers(len(self.in_flight))
+        assert sorted(self.passed_on, key=int) == [t.trade_id for t in self.venue.trades]
+
+    def collect(self) -> None:
+        self.passed_on.extend(drain(self.ledger))
+
+    @invariant()
+    def each_trade_once_and_only_real_ones(self) -> None:
+        assert len(self.passed_on) == len(set(self.passed_on))
+        assert set(self.passed_on) <= {t.trade_id for t in self.venue.trades}
+
+
+UserStreamProtocol.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestUserStreamProtocol = UserStreamProtocol.TestCase
+
+
+def test_a_failed_catch_up_keeps_what_its_pages_brought() -> None:
+    venue = Venue()
+    venue.trades = [trade(n) for n in range(1, 8)]
+    venue.fail_after = 2
+    ledger = FillLedger()
+    ledger.complete_to = "0"
+    with pytest.raises(ExchangeUnavailable):
+        asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE))
+    assert drain(ledger) == ["1", "2", "3", "4", "5", "6"]
+    assert ledger.complete_to == "6"  # the next catch-up starts after the last page it got
+    venue.fail_after = None
+    assert asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE)) == 1
+    assert drain(ledger) == ["7"]
+
+
+def test_without_a_mark_the_first_catch_up_takes_the_newest_page() -> None:
+    venue = Venue()
+    venue.trades = [trade(n) for n in range(1, 6)]
+    ledger = FillLedger()
+    asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE))
+    assert drain(ledger) == ["3", "4", "5"]
+    assert ledger.complete_to == "5"
+
+
+def test_only_a_catch_up_moves_the_mark() -> None:
+    """A fill the stream brought out of order (9 before 3..8) proves nothing about those before it."""
+    venue = Venue()
+    venue.trades = [trade(n) for n in range(1, 10)]
+    ledger = FillLedger()
+    ledger.complete_to = "2"
+    ledger.offer(trade(9), streamed=True)
+    assert ledger.complete_to == "2"
+    asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE))
+    assert drain(ledger) == ["9", "3", "4", "5", "6", "7", "8"]
+    assert (ledger.complete_to, ledger.duplicates) == ("9", 1)
+
+
+def test_the_memory_of_seen_trades_is_bounded() -> None:
+    ledger = FillLedger(remember=3)
+    for number in range(1, 6):
+        ledger.offer(trade(number), streamed=True)
+    assert ledger.offer(trade(5), streamed=False) is False
+    assert ledger.offer(trade(1), streamed=False) is True  # forgotten: far behind the mark anyway
+    assert (ledger.streamed, ledger.caught_up, ledger.duplicates) == (5, 1, 1)
