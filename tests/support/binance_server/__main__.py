@@ -6,7 +6,11 @@ turning point in turn, forever, at that many price units per second (see `price_
 Prints exactly one line to stdout, "listening on http://127.0.0.1:PORT", once it accepts
 connections (for e2e tests that start the bot as a subprocess, and for benchmarks); logs go to
 stderr. With --streams it also serves the market streams over WebSockets (every price move a
-trade) and says where on stderr: "streams on ws://127.0.0.1:PORT" (EXCHANGE__WS_URL).
+trade) and says where on stderr: "streams on ws://127.0.0.1:PORT" (EXCHANGE__WS_URL). With
+--ws-api it also serves the WebSocket API's user data stream (executionReports of the account's
+orders) and says "ws-api on ws://127.0.0.1:PORT/ws-api/v3" on stderr (EXCHANGE__WS_API_URL).
+With --drop-every SECONDS every WebSocket connection (market streams and WebSocket API) is cut
+(TCP abort) every SECONDS, for runs that must survive reconnecting.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import structlog
 from support.binance_server.app import FakeBinance
 from support.binance_server.price_path import ZigZag, drive, parse_turns
 from support.binance_server.streams import MarketStreamServer
+from support.binance_server.ws_api import UserDataServer
 
 
 def _decimal(text: str) -> Decimal:
@@ -43,6 +48,16 @@ def _turns(text: str) -> tuple[Decimal, ...]:
     if not turns or any(not t.is_finite() or t <= 0 for t in turns):
         raise argparse.ArgumentTypeError(f"expected positive PRICE,PRICE,..., got {text!r}")
     return turns
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
 
 
 def _balance(text: str) -> tuple[str, Decimal]:
@@ -74,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-secret", default="test-api-secret")
     parser.add_argument("--weight-limit", type=int, default=6000)
     parser.add_argument("--streams", action="store_true", help="also serve the WebSocket market streams")
+    parser.add_argument("--ws-api", action="store_true", help="also serve the WebSocket API user data stream")
+    parser.add_argument(
+        "--drop-every",
+        type=_seconds,
+        metavar="SECONDS",
+        help="cut every WebSocket connection (streams and ws-api) every SECONDS",
+    )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -92,11 +114,18 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     url = await server.start(args.host, args.port)
     walker: asyncio.Task[int] | None = None
+    dropper: asyncio.Task[None] | None = None
     streams = MarketStreamServer(server) if args.streams else None
+    ws_api = UserDataServer(server) if args.ws_api else None
     try:
         if streams is not None:
             sys.stderr.write(f"streams on {await streams.start(args.host)}\n")
             sys.stderr.flush()
+        if ws_api is not None:
+            sys.stderr.write(f"ws-api on {await ws_api.start(args.host)}\n")
+            sys.stderr.flush()
+        if args.drop_every is not None:
+            dropper = asyncio.create_task(_drop_every(args.drop_every, streams, ws_api))
         sys.stdout.write(f"listening on {url}\n")
         sys.stdout.flush()
         if args.zigzag:
@@ -104,12 +133,25 @@ async def _serve(args: argparse.Namespace) -> None:
             walker = asyncio.create_task(drive(server, args.symbol, path.prices(), tick_s=path.tick_s))
         await stop.wait()
     finally:
-        if walker is not None:
-            walker.cancel()
-            await asyncio.gather(walker, return_exceptions=True)
+        for task in (walker, dropper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if ws_api is not None:
+            await ws_api.stop()
         if streams is not None:
             await streams.stop()
         await server.stop()
+
+
+async def _drop_every(
+    interval_s: float, streams: MarketStreamServer | None, ws_api: UserDataServer | None
+) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        for server in (streams, ws_api):
+            if server is not None:
+                server.drop()
 
 
 def main(argv: list[str] | None = None) -> None:

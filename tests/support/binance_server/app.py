@@ -71,6 +71,23 @@ def _normalise_path(path: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One change of an API-placed order, for the user data stream (ws_api.py): `kind` is the
+    executionReport's execution type (NEW, TRADE, CANCELED, EXPIRED). `order` is the engine's
+    order after the whole operation; `fill` is the trade of a TRADE; `cancel_client_id` the
+    cancel request's own id; `working` whether the order rested on the book."""
+
+    kind: str
+    book: SymbolBook
+    order: Order
+    meta: OrderMeta
+    now_ms: int
+    working: bool
+    fill: Fill | None = None
+    cancel_client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedRequest:
     """One request as the server saw it, for assertions. `status` is None for a dropped one."""
 
@@ -213,6 +230,9 @@ class FakeBinance:
         # Called after every market move (set_price) with the book and the server time: the
         # WebSocket market streams (streams.py) publish the move as a trade from here.
         self.price_listeners: list[Callable[[SymbolBook, int], None]] = []
+        # Called with the order events of one operation (a placement, a cancel, a cancel-all, a
+        # market move's fills), in the order they happened: the user data stream (ws_api.py).
+        self.order_listeners: list[Callable[[Sequence[OrderEvent]], None]] = []
 
     def _build_books(self, symbols: Sequence[SymbolSpec] | None, prices: Mapping[str, Decimal]) -> None:
         specs = {spec.symbol: spec for spec in symbols or ()}
@@ -281,9 +301,22 @@ class FakeBinance:
         """What ccxt wants in urls['api']['public'] and urls['api']['private']."""
         return self.base_url + "/api/v3"
 
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def api_secret(self) -> str:
+        return self._api_secret.decode()
+
     # -- clock --------------------------------------------------------------------------------------
     def server_time_ms(self) -> int:
         return self._now_ms() + self.time_offset_ms
+
+    def _publish(self, events: Sequence[OrderEvent]) -> None:
+        if events:
+            for listener in list(self.order_listeners):
+                listener(events)
 
     # -- test knobs -----------------------------------------------------------------------------
     def book(self, symbol: str) -> SymbolBook:
@@ -304,6 +337,13 @@ class FakeBinance:
         book.absorb_fills(fills, now)
         for listener in self.price_listeners:
             listener(book, now)
+        self._publish(
+            [
+                OrderEvent("TRADE", book, order, book.meta(order), now, True, fill=fill)
+                for fill in fills
+                for order in [book.engine.order(order_id=fill.order_id)]
+            ]
+        )
         return fills
 
     def set_balance(self, asset: str, amount: Decimal) -> None:
@@ -817,6 +857,12 @@ class FakeBinance:
             # The engine fills in full or not at all, so both expire untouched when not marketable.
             order = engine.cancel(now, order_id=order.order_id)
             meta.expired = True
+        working = order.status.is_active
+        events = [OrderEvent("NEW", book, order, meta, ctx.now_ms, working)]
+        events += [OrderEvent("TRADE", book, order, meta, ctx.now_ms, False, fill=fill) for fill in fills]
+        if meta.expired:
+            events.append(OrderEvent("EXPIRED", book, order, meta, ctx.now_ms, False))
+        self._publish(events)
         headers = self._limiter.count_order(ctx.now_ms)
         return _Answer(
             book.new_order_json(order, meta, fills, resp_type=resp_type, now_ms=ctx.now_ms), headers=headers
@@ -885,6 +931,9 @@ class FakeBinance:
             raise ApiError(_engine_refusal(error, not_found=wire.UNKNOWN_ORDER)) from error
         meta.update_ms = ctx.now_ms
         book.update_id += 1
+        self._publish(
+            [OrderEvent("CANCELED", book, canceled, meta, ctx.now_ms, True, cancel_client_id=cancel_id)]
+        )
         return _Answer(book.cancel_json(canceled, meta, cancel_client_id=cancel_id, now_ms=ctx.now_ms))
 
     async def _cancel_all(self, ctx: _Context) -> _Answer:
@@ -895,10 +944,15 @@ class FakeBinance:
         cancel_id = wire.new_client_order_id()
         book.update_id += 1
         rows = []
+        events = []
         for order in canceled:
             meta = book.meta(order)
             meta.update_ms = ctx.now_ms
             rows.append(book.cancel_json(order, meta, cancel_client_id=cancel_id, now_ms=ctx.now_ms))
+            events.append(
+                OrderEvent("CANCELED", book, order, meta, ctx.now_ms, True, cancel_client_id=cancel_id)
+            )
+        self._publish(events)
         return _Answer(rows)
 
     async def _open_orders(self, ctx: _Context) -> _Answer:
