@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +25,8 @@ import pytest
 
 from support.binance_server import FakeBinance, SymbolSpec, running_fake_binance
 from support.binance_server.price_path import ZigZag, drive
+from support.binance_server.streams import MarketStreamServer, running_market_streams
+from support.binance_server.ws_api import UserDataServer, running_user_data_server
 
 from .conftest import HANG_GUARD_S, BotProcess, Cli
 
@@ -223,6 +225,91 @@ def _some(items: Iterable[Any], count: int = 6) -> str:
 async def test_fast_market_every_fill_gets_exactly_one_counter_and_status_matches_the_venue(
     cli: Cli, server: FakeBinance
 ) -> None:
+    """Fills by REST polling (no WebSocket server): several levels fill between two polls."""
+    env = {**env_for(server), "EXCHANGE__WS_API_URL": "ws://127.0.0.1:9/ws-api/v3"}  # nothing listens
+    problems = await fast_market(cli, server, env, settle=settle)
+    assert_no_problems(problems)
+
+
+async def test_fast_market_over_websockets_dropped_every_few_seconds(cli: Cli, server: FakeBinance) -> None:
+    """Prices and fills over the loopback server's WebSockets, every connection dropped every
+    3 s and refused for 1 s, so orders fill while the bot hears nothing: the catch-up after each
+    reconnect must book them exactly once, and the stream's copies must not count twice."""
+    async with running_market_streams(server) as streams, running_user_data_server(server) as ws_api:
+        env = {
+            **env_for(server),
+            "EXCHANGE__WS_URL": streams.url,
+            "EXCHANGE__WS_API_URL": ws_api.url,
+            "EXCHANGE__WS_SILENCE_S": "5",
+        }
+        outages = Outages(streams, ws_api)
+        problems = await fast_market(cli, server, env, settle=settle_streamed, during=outages.run)
+    caught_up = outages.bot_events_named("order updates: caught up over REST")
+    if outages.count < 4:
+        problems.append(f"only {outages.count} outages: the scenario did not exercise reconnects")
+    if not caught_up:
+        problems.append("no catch-up after a reconnect found a fill: no order filled while the bot was away")
+    if outages.fell_back:
+        problems.append(f"the bot fell back to REST polling: {outages.fell_back}")
+    polled = [r for r in server.requests_to("myTrades") if "orderId" not in r.params]
+    if len(polled) > 3 * outages.count + 3:
+        problems.append(f"{len(polled)} myTrades requests for {outages.count} outages: the bot polled")
+    assert_no_problems(problems)
+
+
+class Outages:
+    """Every `every_s`, refuse new connections and drop every WebSocket connection of the bot;
+    accept again `down_s` later."""
+
+    def __init__(self, streams: MarketStreamServer, ws_api: UserDataServer) -> None:
+        self.streams, self.ws_api = streams, ws_api
+        self.count = 0
+        self.bot: BotProcess | None = None
+        self.fell_back: list[str] = []
+
+    async def run(self, bot: BotProcess, every_s: float = 3.0, down_s: float = 1.0) -> None:
+        self.bot = bot
+        await asyncio.wait_for(self.ws_api.wait_for_subscriptions(1), HANG_GUARD_S)
+        try:
+            while True:
+                await asyncio.sleep(every_s - down_s)  # the outages keep a rhythm: nothing is waited for
+                self.streams.refusing = self.ws_api.refusing = True
+                self.streams.drop()
+                self.ws_api.drop()
+                self.count += 1
+                await asyncio.sleep(down_s)
+                self.streams.refusing = self.ws_api.refusing = False
+        finally:
+            self.streams.refusing = self.ws_api.refusing = False
+            self.fell_back = [str(e["event"]) for e in bot.events if "falling back" in str(e.get("event"))]
+
+    def bot_events_named(self, name: str) -> list[dict[str, Any]]:
+        return [] if self.bot is None else [e for e in self.bot.events if e.get("event") == name]
+
+
+async def settle_streamed(server: FakeBinance, bot: BotProcess) -> bool:
+    """Wait until the bot has booked every trade the venue made. The stop that follows waits for
+    the decision in progress, counter-order included, and books anything left."""
+    engine = server.book(SYMBOL).engine
+    return await wait_until(
+        lambda: bot.names().count("fill") >= len(engine.trades()), bot, "the bot to book every venue trade"
+    )
+
+
+def assert_no_problems(problems: list[str]) -> None:
+    if problems:
+        pytest.fail("the grid broke in a fast market:\n- " + "\n- ".join(problems), pytrace=False)
+
+
+async def fast_market(
+    cli: Cli,
+    server: FakeBinance,
+    env: dict[str, str],
+    *,
+    settle: Callable[[FakeBinance, BotProcess], Awaitable[bool]],
+    during: Callable[[BotProcess], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Run the bot through the zig-zag market; returns what went wrong (nothing, if the grid held)."""
     engine = server.book(SYMBOL).engine
     crowded_during_run: dict[tuple[str, ...], str] = {}  # each crowding once, as first seen
 
@@ -230,7 +317,7 @@ async def test_fast_market_every_fill_gets_exactly_one_counter_and_status_matche
         for level, ids in sorted(crowded_levels(server).items()):
             crowded_during_run.setdefault(tuple(ids), f"L{level:03d} held {ids} at price {price}")
 
-    async with cli.bot("--config", "config/testnet.toml", "run", extra_env=env_for(server)) as bot:
+    async with cli.bot("--config", "config/testnet.toml", "run", extra_env=env) as bot:
         started = await bot.until(lambda e: e["event"] == "grid started")
         ladder_placed = await wait_until(
             lambda: len(open_orders_by_level(server)) == LEVELS - 1, bot, "the ladder to be placed"
@@ -247,11 +334,17 @@ async def test_fast_market_every_fill_gets_exactly_one_counter_and_status_matche
                 after_each=watch,
             )
         )
-        await asyncio.wait_for(market, HANG_GUARD_S)
+        chaos = None if during is None else asyncio.create_task(during(bot))
+        try:
+            await asyncio.wait_for(market, HANG_GUARD_S)
+        finally:
+            if chaos is not None:
+                chaos.cancel()
+                await asyncio.gather(chaos, return_exceptions=True)
         settled = await settle(server, bot)
         code = await bot.stop()
 
-    status = await cli.astatus("--config", "config/testnet.toml", extra_env=env_for(server))
+    status = await cli.astatus("--config", "config/testnet.toml", extra_env=env)
     orders = venue_grid_orders(server)
     trades = engine.trades()
     initial_buys = [o.amount for o in orders if o.order_id in initial_ids and o.side == "buy"]
@@ -318,12 +411,9 @@ async def test_fast_market_every_fill_gets_exactly_one_counter_and_status_matche
         problems.append(f"status --json counts {status['fills']} fills, the venue made {len(trades)} trades")
 
     if problems:
-        summary = (
-            f"\n(market: {MARKET_TICKS} ticks of {PATH.tick_s} s through {[str(t) for t in TURNS]}; "
+        problems.append(
+            f"(market: {MARKET_TICKS} ticks of {PATH.tick_s} s through {[str(t) for t in TURNS]}; "
             f"venue: {len(orders)} grid orders, {len(grid_fills)} filled, {len(trades)} trades, "
             f"{len(venue_open)} open; per-level quantity {quantity})"
         )
-        pytest.fail(
-            "the grid broke in a fast market:\n- " + "\n- ".join(problems) + summary,
-            pytrace=False,
-        )
+    return problems

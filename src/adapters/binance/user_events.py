@@ -116,8 +116,11 @@ class UserEventParser:
             if not isinstance(execution, str):
                 raise MalformedEvent("executionReport: field 'x' is missing")
             return OtherEvent(f"executionReport {execution}")
-        if event.get("s") != self.wire_symbol:
-            return OtherEvent(f"executionReport TRADE of {event.get('s')}")
+        symbol = event.get("s")
+        if not isinstance(symbol, str):
+            raise MalformedEvent("executionReport: field 's' (symbol) is missing")
+        if symbol != self.wire_symbol:
+            return OtherEvent(f"executionReport TRADE of {symbol}")
         trade_id = _int(event, "t")
         where = f"executionReport trade {trade_id}"
         raw_side = event.get("S")

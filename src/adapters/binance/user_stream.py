@@ -271,7 +271,8 @@ class BinanceUserStream:
         self._mode_changed = asyncio.Event()
         self._last_heard: float | None = None
         self.fell_back_at: datetime | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # what keeps the stream down now
+        self.last_drop: str | None = None  # why the last connection ended
         self.malformed = 0
         self.reconnects = 0
         self.catch_ups = 0
@@ -320,6 +321,7 @@ class BinanceUserStream:
             "duplicates": self.ledger.duplicates,
             "malformed": self.malformed,
             "last_error": self.last_error,
+            "last_drop": self.last_drop,
         }
 
     # -- the consumer -----------------------------------------------------------------------------
@@ -343,6 +345,7 @@ class BinanceUserStream:
             reason = await self._connect_once()
             if self.closed:
                 return
+            self.last_drop = reason
             planned = reason.startswith(("planned", "server shutdown", "subscription terminated"))
             if planned:
                 delay = 0.0

@@ -106,7 +106,13 @@ def test_account_events_answers_and_connection_events_are_recognised() -> None:
     answer = parser.parse(json.dumps({"id": "s-1", "status": 200, "result": {"subscriptionId": 0}}))
     assert answer == Answer("s-1", 200, {"subscriptionId": 0})
     refused = parser.parse(
-        json.dumps({"id": "s-2", "status": 400, "error": {"code": -1022, "msg": "Signature for this request is not valid."}})
+        json.dumps(
+            {
+                "id": "s-2",
+                "status": 400,
+                "error": {"code": -1022, "msg": "Signature for this request is not valid."},
+            }
+        )
     )
     assert isinstance(refused, Answer) and not refused.ok and refused.error_code == -1022
 
@@ -127,6 +133,7 @@ def test_account_events_answers_and_connection_events_are_recognised() -> None:
         (wrapped({**TRADE, "m": "yes"}), "'m' is not true or false"),
         (wrapped({**TRADE, "c": ""}), "client order id"),
         (wrapped({**TRADE, "x": None}), "'x' is missing"),
+        (wrapped({k: v for k, v in TRADE.items() if k != "s"}), "'s' \\(symbol\\) is missing"),
         (json.dumps({"event": "trade"}), "'event' is not an object"),
         (json.dumps({"event": {"E": 1}}), "without a type"),
         (json.dumps({"id": 1, "status": "ok"}), "status 'ok'"),
