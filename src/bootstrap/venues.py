@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from adapters.binance import BinanceGateway
     from adapters.binance.streams import BinanceMarketStreams
     from adapters.binance.user_stream import BinanceUserStream
-    from adapters.polling import PollingMarketDataFeed, PollingOrderUpdateFeed
     from adapters.simulated.engine import MatchingEngine
     from adapters.simulated.state_store import SqliteStateStore
     from domain.rules import MarketRules
@@ -234,7 +233,7 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
 
 def binance_probe(
     gateway: BinanceGateway,
-    *feeds: PollingMarketDataFeed | PollingOrderUpdateFeed | BinanceMarketStreams | BinanceUserStream,
+    *feeds: BinanceMarketStreams | BinanceUserStream,
     market_data: Callable[[], Mapping[str, object] | None] | None = None,
     order_updates: Callable[[], Mapping[str, object] | None] | None = None,
 ) -> VenueProbe:

@@ -57,7 +57,6 @@ from adapters.binance.user_events import (
     UserEventParser,
     sign,
 )
-from adapters.polling import FULL_TRADES_PAGE, newer_than, trade_key
 from domain.errors import ExchangeError
 from domain.models import Fill
 from domain.ports import Clock
@@ -68,6 +67,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 BINANCE_MAX_CONNECTION_S = 24 * 3600.0
+FULL_TRADES_PAGE = 1000  # a Binance myTrades page holds at most 1000 trades: a full page means more
 SEEN_IDS = 100_000  # trade ids remembered for de-duplication
 _KEEPALIVE_S = 20.0  # our own WebSocket pings, as often as Binance's
 _CLOCK_SKEW = -1021  # "Timestamp for this request is outside of the recvWindow"
@@ -562,6 +562,20 @@ class BinanceUserStream:
     async def _sleep(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
         """Sleep on the clock port; close() (or `wake`) ends it early."""
         await sleep_unless(self._clock, seconds, self._closed, wake)
+
+
+def trade_key(trade_id: str) -> tuple[int, str]:
+    """Order trade ids numerically when they are numbers (Binance's are), else as text."""
+    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
+
+
+def newer_than(batch: Sequence[Fill], last: str | None) -> list[Fill]:
+    """The fills of `batch` after trade `last` (all of them without one), oldest first."""
+    ordered = sorted(batch, key=lambda fill: trade_key(fill.trade_id))
+    if last is None:
+        return ordered
+    mark = trade_key(last)
+    return [fill for fill in ordered if trade_key(fill.trade_id) > mark]
 
 
 if TYPE_CHECKING:

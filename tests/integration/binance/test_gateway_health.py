@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.clock import SimulatedClock
 from adapters.monitoring.telemetry import BotTelemetry
-from adapters.polling import PollingMarketDataFeed
 from bootstrap.venues import binance_probe
 from domain.errors import ExchangeUnavailable, RateLimited
 from domain.ports import Alert, GridSnapshot
@@ -67,8 +66,7 @@ async def test_an_open_circuit_makes_health_503_and_its_opening_and_closing_are_
 ) -> None:
     async with venue() as (server, gateway):
         sent: list[Alert] = []
-        feed = PollingMarketDataFeed(gateway, clock, interval_s=1)
-        telemetry = BotTelemetry(clock, alert=sent.append, probe=binance_probe(gateway, feed))
+        telemetry = BotTelemetry(clock, alert=sent.append, probe=binance_probe(gateway))
         telemetry.run_started(SNAPSHOT, resumed=False)
         server.fail_next("ticker/24hr", status=500, times=5)
         with pytest.raises(ExchangeUnavailable):

@@ -61,7 +61,7 @@ async def test_resync_becomes_due_after_the_interval() -> None:
 
 
 def test_importing_the_adapter_does_not_import_ccxt() -> None:
-    code = "import sys, adapters.binance, adapters.polling; print('ccxt' in sys.modules)"
+    code = "import sys, adapters.binance, adapters.binance.user_stream; print('ccxt' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(SRC)}
     )
