@@ -8,12 +8,12 @@ asked for something impossible: a duplicate, an unknown run, a NaN) or a `Persis
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, RowMapping, delete, exists, func, insert, select, update
+from sqlalchemy import CursorResult, RowMapping, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Delete, Update
@@ -65,10 +65,55 @@ def trade_sequence(trade_id: str) -> int | None:
     return number if number <= _BIGINT_MAX else None
 
 
-async def _execute_counted(session: AsyncSession, statement: Update | Delete) -> int:
+async def _execute_counted(
+    session: AsyncSession, statement: Update | Delete, params: Mapping[str, Any] | None = None
+) -> int:
     """Run an UPDATE or DELETE and say how many rows it matched."""
-    result = cast("CursorResult[Any]", await session.execute(statement))
+    result = cast("CursorResult[Any]", await session.execute(statement, params))
     return result.rowcount
+
+
+@asynccontextmanager
+async def _savepoint_if(needed: bool, session: AsyncSession) -> AsyncIterator[None]:
+    """A savepoint around one insert, so that a refused insert leaves the unit of work usable.
+
+    PostgreSQL aborts the whole transaction on any error without one. SQLite does not need it: a
+    refused statement (a constraint, ON CONFLICT ABORT) backs out that statement alone and the
+    transaction stays open, so there the two extra round trips (SAVEPOINT, RELEASE) are skipped.
+    """
+    if needed:
+        async with session.begin_nested():
+            yield
+    else:
+        yield
+
+
+def needs_savepoints(session: AsyncSession) -> bool:
+    """Whether a refused statement aborts the whole transaction on this session's database."""
+    bind = session.bind
+    return bind is None or bind.dialect.name != "sqlite"
+
+
+# The hot statements are built once, values passed as parameters: SQLAlchemy then finds the
+# compiled form in its cache at once, instead of building and keying a new statement per call.
+_INSERT_ORDER = insert(orders)
+_UPDATE_ORDER = update(orders).where(
+    orders.c.client_order_id == bindparam("key_client_order_id"), orders.c.run_id == bindparam("key_run_id")
+)
+_GET_ORDER = select(orders).where(orders.c.client_order_id == bindparam("client_order_id"))
+_INSERT_FILL = insert(fills)
+_FILL_EXISTS = select(
+    exists().where(fills.c.run_id == bindparam("run_id"), fills.c.trade_id == bindparam("trade_id"))
+)
+_LAST_TRADE_ID = (
+    select(fills.c.trade_id)
+    .where(fills.c.run_id == bindparam("run_id"), fills.c.trade_seq.is_not(None))
+    .order_by(fills.c.trade_seq.desc(), fills.c.id.desc())
+    .limit(1)
+)
+_INSERT_RUN = insert(bot_runs)
+_UPDATE_RUN = update(bot_runs).where(bot_runs.c.run_id == bindparam("key_run_id"))
+_GET_RUN = select(bot_runs).where(bot_runs.c.run_id == bindparam("run_id"))
 
 
 async def _run_exists(session: AsyncSession, run_id: str) -> bool:
@@ -120,17 +165,16 @@ def _order_from_row(row: RowMapping) -> TrackedOrder:
 
 
 class SqlAlchemyOrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, savepoints: bool | None = None) -> None:
         self._session = session
+        self._savepoints = needs_savepoints(session) if savepoints is None else savepoints
 
     async def add(self, order: TrackedOrder) -> None:
         action = f"booking order {order.client_order_id}"
         with database_errors(action):
             try:
-                # A savepoint, so a refused insert leaves the unit of work usable (PostgreSQL
-                # would otherwise abort the whole transaction).
-                async with self._session.begin_nested():
-                    await self._session.execute(insert(orders).values(_order_values(order)))
+                async with _savepoint_if(self._savepoints, self._session):
+                    await self._session.execute(_INSERT_ORDER, _order_values(order))
             except IntegrityError as exc:
                 if await self.get(order.client_order_id) is not None:
                     raise ValueError(f"order {order.client_order_id} is already booked") from exc
@@ -142,15 +186,10 @@ class SqlAlchemyOrderRepository:
 
     async def update(self, order: TrackedOrder) -> None:
         values = _order_values(order)
-        del values["client_order_id"], values["run_id"]
+        values["key_client_order_id"] = values.pop("client_order_id")
+        values["key_run_id"] = values.pop("run_id")
         with database_errors(f"updating order {order.client_order_id}"):
-            matched = await _execute_counted(
-                self._session,
-                update(orders)
-                .where(orders.c.client_order_id == order.client_order_id)
-                .where(orders.c.run_id == order.run_id)
-                .values(values),
-            )
+            matched = await _execute_counted(self._session, _UPDATE_ORDER, values)
             if matched == 0:
                 stored = await self.get(order.client_order_id)
                 if stored is None:
@@ -161,9 +200,7 @@ class SqlAlchemyOrderRepository:
 
     async def get(self, client_order_id: str) -> TrackedOrder | None:
         with database_errors(f"loading order {client_order_id}"):
-            result = await self._session.execute(
-                select(orders).where(orders.c.client_order_id == client_order_id)
-            )
+            result = await self._session.execute(_GET_ORDER, {"client_order_id": client_order_id})
             row = result.mappings().one_or_none()
         return None if row is None else _order_from_row(row)
 
@@ -253,8 +290,9 @@ def _fill_from_row(row: RowMapping) -> BookedFill:
 
 
 class SqlAlchemyFillRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, savepoints: bool | None = None) -> None:
         self._session = session
+        self._savepoints = needs_savepoints(session) if savepoints is None else savepoints
         self.added = 0  # fills added in this unit of work (the kill tests' `booking_fills` point)
 
     async def add(self, booked: BookedFill) -> None:
@@ -263,8 +301,8 @@ class SqlAlchemyFillRepository:
         action = f"booking fill {trade_id} for run {run_id}"
         with database_errors(action):
             try:
-                async with self._session.begin_nested():
-                    await self._session.execute(insert(fills).values(_fill_values(booked)))
+                async with _savepoint_if(self._savepoints, self._session):
+                    await self._session.execute(_INSERT_FILL, _fill_values(booked))
             except IntegrityError as exc:
                 if await self.exists(run_id, trade_id):
                     raise ValueError(f"fill {trade_id} is already booked for run {run_id}") from exc
@@ -276,9 +314,7 @@ class SqlAlchemyFillRepository:
 
     async def exists(self, run_id: str, trade_id: str) -> bool:
         with database_errors(f"looking up fill {trade_id} of run {run_id}"):
-            result = await self._session.execute(
-                select(exists().where(fills.c.run_id == run_id, fills.c.trade_id == trade_id))
-            )
+            result = await self._session.execute(_FILL_EXISTS, {"run_id": run_id, "trade_id": trade_id})
             return bool(result.scalar())
 
     async def remove(self, run_id: str, trade_id: str) -> None:
@@ -323,12 +359,7 @@ class SqlAlchemyFillRepository:
     async def last_trade_id(self, run_id: str) -> str | None:
         """The numerically highest trade id booked for the run; None when no numeric id is booked."""
         with database_errors(f"looking up the last trade id of run {run_id}"):
-            result = await self._session.execute(
-                select(fills.c.trade_id)
-                .where(fills.c.run_id == run_id, fills.c.trade_seq.is_not(None))
-                .order_by(fills.c.trade_seq.desc(), fills.c.id.desc())
-                .limit(1)
-            )
+            result = await self._session.execute(_LAST_TRADE_ID, {"run_id": run_id})
             trade_id: str | None = result.scalar_one_or_none()
         return trade_id
 
@@ -374,16 +405,17 @@ def _run_from_row(row: RowMapping) -> BotRun:
 
 
 class SqlAlchemyRunRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, savepoints: bool | None = None) -> None:
         self._session = session
+        self._savepoints = needs_savepoints(session) if savepoints is None else savepoints
 
     async def add(self, run: BotRun) -> None:
         values = _run_values(run)
         action = f"booking run {run.run_id}"
         with database_errors(action):
             try:
-                async with self._session.begin_nested():
-                    await self._session.execute(insert(bot_runs).values(values))
+                async with _savepoint_if(self._savepoints, self._session):
+                    await self._session.execute(_INSERT_RUN, values)
             except IntegrityError as exc:
                 if await _run_exists(self._session, run.run_id):
                     raise ValueError(f"run {run.run_id} is already booked") from exc
@@ -391,17 +423,15 @@ class SqlAlchemyRunRepository:
 
     async def update(self, run: BotRun) -> None:
         values = _run_values(run)
-        del values["run_id"]
+        values["key_run_id"] = values.pop("run_id")
         with database_errors(f"updating run {run.run_id}"):
-            matched = await _execute_counted(
-                self._session, update(bot_runs).where(bot_runs.c.run_id == run.run_id).values(values)
-            )
+            matched = await _execute_counted(self._session, _UPDATE_RUN, values)
             if matched == 0:
                 raise ValueError(f"run {run.run_id} is not booked: add() it before update()")
 
     async def get(self, run_id: str) -> BotRun | None:
         with database_errors(f"loading run {run_id}"):
-            result = await self._session.execute(select(bot_runs).where(bot_runs.c.run_id == run_id))
+            result = await self._session.execute(_GET_RUN, {"run_id": run_id})
             row = result.mappings().one_or_none()
         return None if row is None else _run_from_row(row)
 

@@ -63,10 +63,15 @@ class SqlAlchemyUnitOfWork:
     runs: RunRepository
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, gate: SingleConnectionGate | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        gate: SingleConnectionGate | None = None,
+        savepoints: bool = True,
     ) -> None:
         self._sessions = sessions
         self._gate = gate
+        self._savepoints = savepoints  # False where a refused insert leaves the transaction usable
         self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -76,9 +81,10 @@ class SqlAlchemyUnitOfWork:
             await self._gate.acquire()
         session = self._sessions()
         self._session = session
-        self.orders = SqlAlchemyOrderRepository(session)
-        self.fills = self._fills = SqlAlchemyFillRepository(session)
-        self.runs = SqlAlchemyRunRepository(session)
+        savepoints = self._savepoints
+        self.orders = SqlAlchemyOrderRepository(session, savepoints=savepoints)
+        self.fills = self._fills = SqlAlchemyFillRepository(session, savepoints=savepoints)
+        self.runs = SqlAlchemyRunRepository(session, savepoints=savepoints)
         return self
 
     async def __aexit__(
