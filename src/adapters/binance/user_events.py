@@ -23,7 +23,7 @@ import orjson
 from adapters.binance.parsing import millis_to_datetime
 from domain.models import Fill, Side
 
-_SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL}
+_SIDES: Final[dict[object, Side]] = {"BUY": Side.BUY, "SELL": Side.SELL}
 
 
 class MalformedEvent(ValueError):
@@ -123,8 +123,7 @@ class UserEventParser:
             return OtherEvent(f"executionReport TRADE of {symbol}")
         trade_id = _int(event, "t")
         where = f"executionReport trade {trade_id}"
-        raw_side = event.get("S")
-        side = _SIDES.get(raw_side) if isinstance(raw_side, str) else None
+        side = _SIDES.get(event.get("S"))
         if side is None:
             raise MalformedEvent(f"{where}: field 'S' is not BUY or SELL: {event.get('S')!r}")
         fee_asset = event.get("N")

@@ -139,12 +139,12 @@ class FillLedger:
     the stream's fills again, and they are dropped here as seen."""
 
     __slots__ = (
+        "_lock",
         "_order",
         "_seen",
         "caught_up",
         "complete_to",
         "duplicates",
-        "last_seen",
         "out",
         "ready",
         "streamed",
@@ -155,8 +155,8 @@ class FillLedger:
         self.ready = asyncio.Event()
         self._seen: set[str] = set()
         self._order: deque[str] = deque(maxlen=remember)
-        self.last_seen: str | None = None  # the highest trade id passed on
         self.complete_to: str | None = None  # every trade up to this id has been passed on
+        self._lock = asyncio.Lock()  # one catch-up at a time: the mark only moves forward
         self.streamed = 0
         self.caught_up = 0
         self.duplicates = 0
@@ -170,8 +170,6 @@ class FillLedger:
             self._seen.discard(self._order[0])
         self._order.append(trade_id)
         self._seen.add(trade_id)
-        if self.last_seen is None or trade_key(trade_id) > trade_key(self.last_seen):
-            self.last_seen = trade_id
         if streamed:
             self.streamed += 1
         else:
@@ -182,28 +180,21 @@ class FillLedger:
 
     async def catch_up(self, fetch: FetchTrades, *, page_size: int = FULL_TRADES_PAGE) -> int:
         """Offer every trade after the mark, page by page, until a page is not full; returns how
-        many were new. A failure (ExchangeError) keeps what the pages before it brought."""
-        since = self.complete_to
-        found = 0
-        try:
+        many were new. A failure (ExchangeError) keeps what the pages before it brought. Catch-ups
+        run one at a time, each from where the last one ended, so the mark only moves forward."""
+        async with self._lock:
+            found = 0
             while True:
+                since = self.complete_to
                 page = await fetch(since)
                 fresh = newer_than(page, since)
                 for fill in fresh:
                     if self.offer(fill, streamed=False):
                         found += 1
                 if fresh:
-                    since = fresh[-1].trade_id
+                    self.complete_to = fresh[-1].trade_id
                 if len(page) < page_size or not fresh:
                     return found
-        finally:
-            if since is not None:
-                self._advance(since)
-
-    def _advance(self, trade_id: str) -> None:
-        current = self.complete_to
-        if current is None or trade_key(trade_id) > trade_key(current):
-            self.complete_to = trade_id
 
 
 class _Session:
@@ -264,7 +255,6 @@ class BinanceUserStream:
         self._session: _Session | None = None
         self._attempts = 0
         self.ledger = FillLedger()  # what goes out, once
-        self._catch_up_lock = asyncio.Lock()
         # what status and logs tell
         self.mode = "connecting"  # "stream", "rest_polling" or "connecting"
         self._down_since = 0.0
@@ -514,14 +504,13 @@ class BinanceUserStream:
 
     async def _catch_up(self, why: str) -> bool:
         """Pass on every trade after the complete mark, page by page until current; True when it
-        reached the present. One at a time."""
-        async with self._catch_up_lock:
-            try:
-                found = await self.ledger.catch_up(self._fetch_trades)
-            except ExchangeError as exc:
-                self.last_error = f"catch-up failed: {exc}"
-                log.warning("order updates: catch-up over REST failed", reason=str(exc), why=why)
-                return False
+        reached the present."""
+        try:
+            found = await self.ledger.catch_up(self._fetch_trades)
+        except ExchangeError as exc:
+            self.last_error = f"catch-up failed: {exc}"
+            log.warning("order updates: catch-up over REST failed", reason=str(exc), why=why)
+            return False
         self.catch_ups += 1
         if found:
             log.info(
@@ -564,18 +553,14 @@ class BinanceUserStream:
         await sleep_unless(self._clock, seconds, self._closed, wake)
 
 
-def trade_key(trade_id: str) -> tuple[int, str]:
-    """Order trade ids numerically when they are numbers (Binance's are), else as text."""
-    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
-
-
 def newer_than(batch: Sequence[Fill], last: str | None) -> list[Fill]:
-    """The fills of `batch` after trade `last` (all of them without one), oldest first."""
-    ordered = sorted(batch, key=lambda fill: trade_key(fill.trade_id))
+    """The fills of `batch` after trade `last` (all of them without one), oldest first. Binance's
+    trade ids are integers, increasing per symbol."""
+    ordered = sorted(batch, key=lambda fill: int(fill.trade_id))
     if last is None:
         return ordered
-    mark = trade_key(last)
-    return [fill for fill in ordered if trade_key(fill.trade_id) > mark]
+    mark = int(last)
+    return [fill for fill in ordered if int(fill.trade_id) > mark]
 
 
 if TYPE_CHECKING:

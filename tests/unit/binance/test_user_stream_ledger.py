@@ -12,7 +12,7 @@ present, its stream delivered), everything the venue traded has been passed on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -45,21 +45,30 @@ def trade(number: int) -> Fill:
 
 
 class Venue:
-    """myTrades as Binance answers it: from an id (exclusive here, as the gateway makes it), or the
-    newest page without one; may fail after some pages."""
+    """myTrades: from an id, or the newest page without one; may fail after some pages. The page
+    starts *at* the id (Binance's fromId is inclusive; the gateway asks for id + 1, but the ledger
+    must not count on it), newest trades last, shuffled within the page."""
 
     def __init__(self) -> None:
         self.trades: list[Fill] = []
         self.fail_after: int | None = None
         self.pages = 0
+        self.known: Callable[[], set[str]] = set  # what the ledger has seen, to count its duplicates
+        self.expected_duplicates = 0
 
     async def fetch(self, since: str | None) -> Sequence[Fill]:
         if self.fail_after is not None and self.pages >= self.fail_after:
             raise ExchangeUnavailable("the venue is down")
         self.pages += 1
         if since is None:
-            return list(self.trades[-PAGE:])
-        return [t for t in self.trades if int(t.trade_id) > int(since)][:PAGE]
+            page = list(self.trades[-PAGE:])
+        else:
+            page = [t for t in self.trades if int(t.trade_id) >= int(since)][:PAGE]
+        known = self.known()
+        self.expected_duplicates += sum(
+            1 for t in page if t.trade_id in known and (since is None or int(t.trade_id) > int(since))
+        )
+        return list(reversed(page))
 
 
 def drain(ledger: FillLedger) -> list[str]:
@@ -76,6 +85,7 @@ class UserStreamProtocol(RuleBasedStateMachine):
         self.ledger = FillLedger()
         # the feed starts at a known mark (the bot's catch-up covers what came before it)
         self.ledger.complete_to = "0"
+        self.venue.known = lambda: {*self.passed_on, *(f.trade_id for f in self.ledger.out)}
         self.next_id = 1
         self.connected = False
         self.synced = False
@@ -106,6 +116,7 @@ class UserStreamProtocol(RuleBasedStateMachine):
     def stream_delivers(self, count: int) -> None:
         """Late and in batches: whatever was on the wire, in order."""
         for fill in self.in_flight[:count]:
+            self.venue.expected_duplicates += fill.trade_id in self.venue.known()
             self.ledger.offer(fill, streamed=True)
         del self.in_flight[:count]
         self.collect()
@@ -121,15 +132,18 @@ class UserStreamProtocol(RuleBasedStateMachine):
     def catches_up(self, fail_after: int | None) -> None:
         """A catch-up (after a subscribe, or a poll while down), which may fail part way."""
         self.venue.fail_after, self.venue.pages = fail_after, 0
+        before = len(self.passed_on)
         try:
-            self.loop.run_until_complete(self.ledger.catch_up(self.venue.fetch, page_size=PAGE))
+            found = self.loop.run_until_complete(self.ledger.catch_up(self.venue.fetch, page_size=PAGE))
         except ExchangeUnavailable:
-            pass
+            found = None
         else:
             if self.connected:
                 self.synced = True
         self.venue.fail_after = None
         self.collect()
+        if found is not None:
+            assert found == len(self.passed_on) - before
 
     @rule(data=st.data())
     def a_fill_comes_again(self, data: st.DataObject) -> None:
@@ -138,6 +152,7 @@ class UserStreamProtocol(RuleBasedStateMachine):
             return
         again = data.draw(st.sampled_from(self.venue.trades))
         seen = again.trade_id in self.passed_on
+        self.venue.expected_duplicates += seen
         assert self.ledger.offer(again, streamed=True) is not seen
         self.collect()
 
@@ -158,6 +173,12 @@ class UserStreamProtocol(RuleBasedStateMachine):
         assert len(self.passed_on) == len(set(self.passed_on))
         assert set(self.passed_on) <= {t.trade_id for t in self.venue.trades}
 
+    @invariant()
+    def the_counts_tell_what_happened(self) -> None:
+        ledger = self.ledger
+        assert ledger.streamed + ledger.caught_up == len(self.passed_on)
+        assert ledger.duplicates == self.venue.expected_duplicates
+
 
 UserStreamProtocol.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestUserStreamProtocol = UserStreamProtocol.TestCase
@@ -171,11 +192,24 @@ def test_a_failed_catch_up_keeps_what_its_pages_brought() -> None:
     ledger.complete_to = "0"
     with pytest.raises(ExchangeUnavailable):
         asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE))
-    assert drain(ledger) == ["1", "2", "3", "4", "5", "6"]
-    assert ledger.complete_to == "6"  # the next catch-up starts after the last page it got
+    assert drain(ledger) == ["1", "2", "3", "4", "5"]  # pages 1-3 and 3-5 (fromId is inclusive)
+    assert ledger.complete_to == "5"  # the next catch-up starts after the last page it got
     venue.fail_after = None
-    assert asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE)) == 1
-    assert drain(ledger) == ["7"]
+    assert asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE)) == 2
+    assert drain(ledger) == ["6", "7"]
+
+
+def test_a_catch_up_asks_until_a_page_is_not_full() -> None:
+    venue = Venue()
+    venue.trades = [trade(n) for n in range(1, 5)]
+    ledger = FillLedger()
+    ledger.complete_to = "0"
+    assert asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE)) == 4
+    assert venue.pages == 2  # 1-3 (full), then 3-4 (not full: done)
+    assert asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE)) == 0
+    assert venue.pages == 3  # one request finds the present
+    assert drain(ledger) == ["1", "2", "3", "4"]
+    assert (ledger.caught_up, ledger.streamed) == (4, 0)
 
 
 def test_without_a_mark_the_first_catch_up_takes_the_newest_page() -> None:
