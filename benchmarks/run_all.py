@@ -22,6 +22,8 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("sim_store_speed.py", []),
     ("bench_backtest.py", []),
     ("bench_streams.py", ["--messages", "200000"]),
+    ("bench_uow.py", []),
+    ("bench_tick_to_order.py", ["--fills", "2000"]),
 ]
 
 
