@@ -282,6 +282,7 @@ async def test_no_server_at_all_means_rest_polling_and_the_stream_takes_over_whe
     server = UserDataServer(fake)
     await server.start()
     url = server.url
+    port = int(url.split(":")[2].split("/")[0])
     await server.stop()  # the port is closed: connections are refused
     async with running_feed(url, gateway) as (feed, collected):
         await wait_until(lambda: feed.mode == "rest_polling", "the fallback")
@@ -289,3 +290,32 @@ async def test_no_server_at_all_means_rest_polling_and_the_stream_takes_over_whe
         fake.set_price(SYMBOL, Decimal("29800"))
         await collected.until(1, "a fill found by polling")
         assert feed.ledger.caught_up == 1
+        late = UserDataServer(fake)
+        await late.start(port=port)
+        try:
+            await guarded(late.wait_for_subscriptions(1), "the subscription once a server listens")
+            await wait_until(lambda: feed.mode == "stream", "the stream taking over")
+            polls = feed.polls
+            await buy(gateway, "29700")
+            fake.set_price(SYMBOL, Decimal("29600"))
+            await collected.until(2, "a fill on the stream")
+            assert feed.ledger.streamed == 1 and feed.polls == polls  # polling stopped
+        finally:
+            await late.stop()
+    assert collected.ids == await venue_trade_ids(gateway)
+
+
+async def test_the_connection_is_renewed_on_plan_before_the_venues_24_hour_limit(
+    fake: FakeBinance, ws_api: UserDataServer, gateway: BinanceGateway
+) -> None:
+    timings = UserStreamTimings(
+        answer_timeout_s=1.0, quiet_s=0.5, max_age_s=0.3, fallback_after_s=5.0, open_timeout_s=2.0
+    )
+    async with running_feed(ws_api.url, gateway, timings=timings) as (feed, collected):
+        await guarded(ws_api.wait_for_subscriptions(1, opened=3), "two planned renewals")
+        assert feed.last_drop == "planned reconnect after 0.3 s"
+        await wait_until(lambda: feed.mode == "stream", "the stream back")
+        await buy(gateway, "29900")
+        fake.set_price(SYMBOL, Decimal("29800"))
+        await collected.until(1, "a fill after the renewals")
+        assert feed.fell_back_at is None  # renewed at once, never fell back to polling
