@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError, NoSuc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from adapters.persistence.lean import LeanSqlite, joins_lean_transaction
 from adapters.persistence.tables import metadata, schema_info
 from adapters.persistence.uow import SingleConnectionGate, SqlAlchemyUnitOfWork
 from domain.errors import ConfigurationError
@@ -84,9 +85,20 @@ class Database:
             connection if connection is not None else engine, expire_on_commit=False, autoflush=False
         )
         self._savepoints = engine.dialect.name != "sqlite"
+        # The fill's hot writes skip SQLAlchemy's execution on the kept SQLite connection (lean.py).
+        self._lean = None
+        if (
+            connection is not None
+            and engine.dialect.name == "sqlite"
+            and engine.dialect.driver == "aiosqlite"
+        ):
+            on_commit = None if checkpointer is None else checkpointer.committed
+            self._lean = LeanSqlite(connection, engine.dialect, on_commit)
 
     def uow(self) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(self._sessions, gate=self._gate, savepoints=self._savepoints)
+        return SqlAlchemyUnitOfWork(
+            self._sessions, gate=self._gate, savepoints=self._savepoints, lean=self._lean
+        )
 
     async def close(self) -> None:
         try:
@@ -111,7 +123,7 @@ class _Checkpointer:
         self._commits = 0
         self._running: asyncio.Future[None] | None = None
 
-    def committed(self, _connection: Any) -> None:
+    def committed(self, _connection: Any = None) -> None:
         self._commits += 1
         if self._commits < self._every or self._running is not None:
             return
@@ -393,7 +405,11 @@ def _begin_immediate(connection: Connection) -> None:
     In WAL mode a transaction that read and then tries to write after another one committed
     fails at once with SQLITE_BUSY (busy_timeout does not help); taking the lock up front makes
     concurrent units of work queue (up to busy_timeout) instead.
+
+    A lean unit of work (lean.py) may have begun it on the driver already: SQLAlchemy joins it.
     """
+    if joins_lean_transaction(connection):
+        return
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, RowMapping, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
@@ -31,6 +31,9 @@ from domain.models import (
     Side,
     TrackedOrder,
 )
+
+if TYPE_CHECKING:
+    from adapters.persistence.lean import LeanTransaction
 
 _ACTIVE_STATUSES = tuple(status.value for status in OrderStatus if status.is_active)
 _NUMERIC_TRADE_ID = re.compile(r"[0-9]{1,19}")
@@ -96,6 +99,8 @@ def needs_savepoints(session: AsyncSession) -> bool:
 
 # The hot statements are built once, values passed as parameters: SQLAlchemy then finds the
 # compiled form in its cache at once, instead of building and keying a new statement per call.
+# On SQLite the four writes of a fill's booking (_INSERT_ORDER, _UPDATE_ORDER, _INSERT_FILL,
+# _UPDATE_RUN) skip SQLAlchemy's execution altogether: see lean.py.
 _INSERT_ORDER = insert(orders)
 _UPDATE_ORDER = update(orders).where(
     orders.c.client_order_id == bindparam("key_client_order_id"), orders.c.run_id == bindparam("key_run_id")
@@ -165,16 +170,22 @@ def _order_from_row(row: RowMapping) -> TrackedOrder:
 
 
 class SqlAlchemyOrderRepository:
-    def __init__(self, session: AsyncSession, *, savepoints: bool | None = None) -> None:
+    def __init__(
+        self, session: AsyncSession, *, savepoints: bool | None = None, lean: LeanTransaction | None = None
+    ) -> None:
         self._session = session
         self._savepoints = needs_savepoints(session) if savepoints is None else savepoints
+        self._lean = lean  # on SQLite: add() and update() run on the driver, in the session's transaction
 
     async def add(self, order: TrackedOrder) -> None:
         action = f"booking order {order.client_order_id}"
         with database_errors(action):
             try:
-                async with _savepoint_if(self._savepoints, self._session):
-                    await self._session.execute(_INSERT_ORDER, _order_values(order))
+                if self._lean is not None:
+                    await self._lean.execute(_INSERT_ORDER, _order_values(order))
+                else:
+                    async with _savepoint_if(self._savepoints, self._session):
+                        await self._session.execute(_INSERT_ORDER, _order_values(order))
             except IntegrityError as exc:
                 if await self.get(order.client_order_id) is not None:
                     raise ValueError(f"order {order.client_order_id} is already booked") from exc
@@ -189,7 +200,10 @@ class SqlAlchemyOrderRepository:
         values["key_client_order_id"] = values.pop("client_order_id")
         values["key_run_id"] = values.pop("run_id")
         with database_errors(f"updating order {order.client_order_id}"):
-            matched = await _execute_counted(self._session, _UPDATE_ORDER, values)
+            if self._lean is not None:
+                matched = await self._lean.execute(_UPDATE_ORDER, values)
+            else:
+                matched = await _execute_counted(self._session, _UPDATE_ORDER, values)
             if matched == 0:
                 stored = await self.get(order.client_order_id)
                 if stored is None:
@@ -290,9 +304,12 @@ def _fill_from_row(row: RowMapping) -> BookedFill:
 
 
 class SqlAlchemyFillRepository:
-    def __init__(self, session: AsyncSession, *, savepoints: bool | None = None) -> None:
+    def __init__(
+        self, session: AsyncSession, *, savepoints: bool | None = None, lean: LeanTransaction | None = None
+    ) -> None:
         self._session = session
         self._savepoints = needs_savepoints(session) if savepoints is None else savepoints
+        self._lean = lean  # on SQLite: add() runs on the driver, in the session's transaction
         self.added = 0  # fills added in this unit of work (the kill tests' `booking_fills` point)
 
     async def add(self, booked: BookedFill) -> None:
@@ -301,8 +318,11 @@ class SqlAlchemyFillRepository:
         action = f"booking fill {trade_id} for run {run_id}"
         with database_errors(action):
             try:
-                async with _savepoint_if(self._savepoints, self._session):
-                    await self._session.execute(_INSERT_FILL, _fill_values(booked))
+                if self._lean is not None:
+                    await self._lean.execute(_INSERT_FILL, _fill_values(booked))
+                else:
+                    async with _savepoint_if(self._savepoints, self._session):
+                        await self._session.execute(_INSERT_FILL, _fill_values(booked))
             except IntegrityError as exc:
                 if await self.exists(run_id, trade_id):
                     raise ValueError(f"fill {trade_id} is already booked for run {run_id}") from exc
@@ -405,9 +425,12 @@ def _run_from_row(row: RowMapping) -> BotRun:
 
 
 class SqlAlchemyRunRepository:
-    def __init__(self, session: AsyncSession, *, savepoints: bool | None = None) -> None:
+    def __init__(
+        self, session: AsyncSession, *, savepoints: bool | None = None, lean: LeanTransaction | None = None
+    ) -> None:
         self._session = session
         self._savepoints = needs_savepoints(session) if savepoints is None else savepoints
+        self._lean = lean  # on SQLite: update() runs on the driver, in the session's transaction
 
     async def add(self, run: BotRun) -> None:
         values = _run_values(run)
@@ -425,7 +448,10 @@ class SqlAlchemyRunRepository:
         values = _run_values(run)
         values["key_run_id"] = values.pop("run_id")
         with database_errors(f"updating run {run.run_id}"):
-            matched = await _execute_counted(self._session, _UPDATE_RUN, values)
+            if self._lean is not None:
+                matched = await self._lean.execute(_UPDATE_RUN, values)
+            else:
+                matched = await _execute_counted(self._session, _UPDATE_RUN, values)
             if matched == 0:
                 raise ValueError(f"run {run.run_id} is not booked: add() it before update()")
 

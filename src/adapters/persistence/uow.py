@@ -10,6 +10,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from adapters.crashpoints import crash_point
+from adapters.persistence.lean import LeanSqlite, LeanTransaction
 from adapters.persistence.repositories import (
     SqlAlchemyFillRepository,
     SqlAlchemyOrderRepository,
@@ -56,6 +57,9 @@ class SqlAlchemyUnitOfWork:
 
     The object may be entered again after it was left (each time with a fresh session), but not
     while it is open, and never from two tasks at once: ask the factory for one per task.
+
+    With `lean` (SQLite), the hot writes run on the driver connection and the transaction is
+    begun, committed and rolled back there unless the session took part (see lean.py).
     """
 
     orders: OrderRepository
@@ -68,11 +72,14 @@ class SqlAlchemyUnitOfWork:
         *,
         gate: SingleConnectionGate | None = None,
         savepoints: bool = True,
+        lean: LeanSqlite | None = None,
     ) -> None:
         self._sessions = sessions
         self._gate = gate
         self._savepoints = savepoints  # False where a refused insert leaves the transaction usable
+        self._lean = lean
         self._session: AsyncSession | None = None
+        self._transaction: LeanTransaction | None = None
 
     async def __aenter__(self) -> Self:
         if self._session is not None:
@@ -82,9 +89,10 @@ class SqlAlchemyUnitOfWork:
         session = self._sessions()
         self._session = session
         savepoints = self._savepoints
-        self.orders = SqlAlchemyOrderRepository(session, savepoints=savepoints)
-        self.fills = self._fills = SqlAlchemyFillRepository(session, savepoints=savepoints)
-        self.runs = SqlAlchemyRunRepository(session, savepoints=savepoints)
+        lean = self._transaction = None if self._lean is None else self._lean.transaction(session)
+        self.orders = SqlAlchemyOrderRepository(session, savepoints=savepoints, lean=lean)
+        self.fills = self._fills = SqlAlchemyFillRepository(session, savepoints=savepoints, lean=lean)
+        self.runs = SqlAlchemyRunRepository(session, savepoints=savepoints, lean=lean)
         return self
 
     async def __aexit__(
@@ -94,13 +102,17 @@ class SqlAlchemyUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         session = self._open_session()
-        self._session = None
+        transaction = self._transaction
+        self._session = self._transaction = None
         try:
             with database_errors("rolling back the unit of work"):
-                try:
-                    await session.rollback()
-                finally:
-                    await session.close()
+                if transaction is not None:
+                    await transaction.close()
+                else:
+                    try:
+                        await session.rollback()
+                    finally:
+                        await session.close()
         except Exception as cleanup_error:
             if exc is None:
                 raise
@@ -114,11 +126,13 @@ class SqlAlchemyUnitOfWork:
         if self._fills.added:
             crash_point("booking_fills")  # a kill here: the whole batch is rolled back, none half-booked
         with database_errors("committing the unit of work"):
-            await self._open_session().commit()
+            session = self._open_session()
+            await (session.commit() if self._transaction is None else self._transaction.commit())
 
     async def rollback(self) -> None:
         with database_errors("rolling back the unit of work"):
-            await self._open_session().rollback()
+            session = self._open_session()
+            await (session.rollback() if self._transaction is None else self._transaction.rollback())
 
     def _open_session(self) -> AsyncSession:
         if self._session is None:
