@@ -87,7 +87,7 @@ class ExchangeSettings(_Section):
 
     request_timeout_s: float = Field(default=10.0, gt=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
-    ws_silence_s: float = Field(default=30.0, gt=0)  # a market stream with no data this long is replaced
+    ws_silence_s: float = Field(default=30.0, ge=1, le=3600)  # a market stream with no data this long is replaced
 
 
 class SimulatorSettings(_Section):
@@ -414,6 +414,29 @@ def _configuration_error(exc: ValidationError) -> ConfigurationError:
     return ConfigurationError(key, message)
 
 
+def _check_network(exchange: ExchangeSettings) -> None:
+    """A URL of Binance's other network is refused: the testnet's with EXCHANGE__TESTNET=false
+    (live keys would go to the testnet, or a live bot would watch the testnet's fills), Binance's
+    own with EXCHANGE__TESTNET=true (testnet keys would go to the live exchange)."""
+    for field in ("rest_url", "ws_url", "ws_api_url"):
+        url = getattr(exchange, field)
+        if url is None:
+            continue
+        host = (urlsplit(url).hostname or "").lower()
+        on_testnet = host.endswith("testnet.binance.vision")
+        on_live = host.endswith("binance.com") or host == "data-stream.binance.vision"
+        if on_testnet and not exchange.testnet:
+            raise ConfigurationError(
+                f"EXCHANGE__{field.upper()}",
+                f"{url} is the testnet's, but EXCHANGE__TESTNET=false; unset it to use Binance's own",
+            )
+        if on_live and exchange.testnet:
+            raise ConfigurationError(
+                f"EXCHANGE__{field.upper()}",
+                f"{url} is Binance's live exchange, but EXCHANGE__TESTNET=true; unset it to use the testnet's",
+            )
+
+
 def check_consistency(settings: Settings) -> None:
     """Rules that span several keys."""
     exchange = settings.exchange
@@ -430,6 +453,7 @@ def check_consistency(settings: Settings) -> None:
                 "EXCHANGE__ALLOW_LIVE",
                 "EXCHANGE__TESTNET=false trades real money; set EXCHANGE__ALLOW_LIVE=true to confirm",
             )
+        _check_network(exchange)
     risk, grid = settings.risk, settings.grid
     if risk.stop_loss is not None and risk.stop_loss >= grid.lower:
         raise ConfigurationError(

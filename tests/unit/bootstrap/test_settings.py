@@ -89,6 +89,54 @@ def test_bad_values_name_their_key(
     assert words in caught.value.problem
 
 
+BINANCE_KEYS = {"EXCHANGE__KIND": "binance", "EXCHANGE__API_KEY": "k", "EXCHANGE__API_SECRET": "s"}
+LIVE = {"EXCHANGE__TESTNET": "false", "EXCHANGE__ALLOW_LIVE": "true"}
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "words"),
+    [
+        (
+            {**LIVE, "EXCHANGE__WS_API_URL": "wss://ws-api.testnet.binance.vision/ws-api/v3"},
+            "EXCHANGE__WS_API_URL",
+            "is the testnet's, but EXCHANGE__TESTNET=false",
+        ),
+        ({**LIVE, "EXCHANGE__REST_URL": "https://testnet.binance.vision"}, "EXCHANGE__REST_URL", "testnet's"),
+        (
+            {"EXCHANGE__WS_URL": "wss://stream.binance.com:9443"},
+            "EXCHANGE__WS_URL",
+            "is Binance's live exchange, but EXCHANGE__TESTNET=true",
+        ),
+        ({"EXCHANGE__REST_URL": "https://api.binance.com"}, "EXCHANGE__REST_URL", "live exchange"),
+        ({"EXCHANGE__WS_SILENCE_S": "0.01"}, "EXCHANGE__WS_SILENCE_S", "greater than or equal to 1"),
+        ({"EXCHANGE__WS_SILENCE_S": "inf"}, "EXCHANGE__WS_SILENCE_S", "less than or equal to 3600"),
+    ],
+)
+def test_keys_of_one_binance_network_never_go_to_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], key: str, words: str
+) -> None:
+    for name, value in {**BINANCE_KEYS, **env}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(write(tmp_path, ""), env_file=None)
+    assert caught.value.key == key
+    assert words in caught.value.problem
+
+
+def test_each_network_takes_its_own_urls_and_a_test_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in BINANCE_KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EXCHANGE__WS_API_URL", "wss://ws-api.testnet.binance.vision/ws-api/v3")
+    assert load_settings(write(tmp_path, ""), env_file=None).exchange.testnet
+    for name, value in LIVE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EXCHANGE__WS_API_URL", "wss://ws-api.binance.com:443/ws-api/v3")
+    monkeypatch.setenv("EXCHANGE__REST_URL", "http://127.0.0.1:8080")
+    assert not load_settings(write(tmp_path, ""), env_file=None).exchange.testnet
+
+
 def test_unknown_keys_and_sections_fail_loudly(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_settings(write(tmp_path, "[grid]\nlevles = 4\n"), env_file=None)
