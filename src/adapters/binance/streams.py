@@ -184,6 +184,7 @@ class BinanceMarketStreams:
         self.polls = 0
         self._down_since = 0.0
         self._mode_changed = asyncio.Event()
+        self._poll_failures = RepeatedWarning(clock)
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -476,8 +477,9 @@ class BinanceMarketStreams:
         try:
             ticker = await self._poll()
         except ExchangeError as exc:
-            log.warning("market data: REST poll failed", reason=str(exc))
+            self._poll_failures.warn("market data: REST poll failed", reason=str(exc))
             return
+        self._poll_failures.ok()
         if self.mode != "rest_polling" or self.closed:
             return  # a stream came back while the poll was out: it is newer
         self.polls += 1
@@ -498,6 +500,33 @@ class BinanceMarketStreams:
 
 
 _SHUTDOWN = object()
+
+
+class RepeatedWarning:
+    """A failure that repeats (a poll every 2 s against a venue that is down) is logged as a
+    warning the first time, then at most once every `every_s` with how many were not logged; a
+    success (`ok`) starts over."""
+
+    __slots__ = ("_clock", "_every_s", "_last", "_unlogged")
+
+    def __init__(self, clock: Clock, every_s: float = 60.0) -> None:
+        self._clock = clock
+        self._every_s = every_s
+        self._last: float | None = None
+        self._unlogged = 0
+
+    def warn(self, event: str, **fields: object) -> None:
+        now = self._clock.monotonic()
+        if self._last is not None and now - self._last < self._every_s:
+            self._unlogged += 1
+            return
+        if self._unlogged:
+            fields["repeated"] = self._unlogged
+        log.warning(event, **fields)
+        self._last, self._unlogged = now, 0
+
+    def ok(self) -> None:
+        self._last, self._unlogged = None, 0
 
 
 async def sleep_unless(clock: Clock, seconds: float, *events: asyncio.Event | None) -> None:

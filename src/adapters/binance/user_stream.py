@@ -47,7 +47,7 @@ import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from adapters.binance.streams import describe_ws_error, sleep_unless
+from adapters.binance.streams import RepeatedWarning, describe_ws_error, sleep_unless
 from adapters.binance.user_events import (
     Answer,
     MalformedEvent,
@@ -142,6 +142,8 @@ class FillLedger:
         "_lock",
         "_order",
         "_seen",
+        "at_start",
+        "started",
         "caught_up",
         "complete_to",
         "duplicates",
@@ -153,27 +155,33 @@ class FillLedger:
     def __init__(self, *, remember: int = SEEN_IDS) -> None:
         self.out: deque[Fill] = deque()
         self.ready = asyncio.Event()
-        self._seen: set[str] = set()
-        self._order: deque[str] = deque(maxlen=remember)
+        self._seen: set[tuple[str, str]] = set()
+        self._order: deque[tuple[str, str]] = deque(maxlen=remember)
         self.complete_to: str | None = None  # every trade up to this id has been passed on
         self._lock = asyncio.Lock()  # one catch-up at a time: the mark only moves forward
-        self.streamed = 0
-        self.caught_up = 0
-        self.duplicates = 0
+        self.streamed = 0  # passed on from the stream
+        self.caught_up = 0  # passed on from a catch-up (or a poll) from the mark
+        self.at_start = 0  # passed on from the first catch-up, which has no mark: the newest page
+        self.started = False  # a catch-up has reached the present
+        self.duplicates = 0  # offered again, not passed on
 
     def offer(self, fill: Fill, *, streamed: bool) -> bool:
-        trade_id = fill.trade_id
-        if trade_id in self._seen:
+        # A trade is known by its order too: after a venue reset (the testnet's, monthly) trade
+        # ids start over, and the grid core must see such a trade to say so.
+        key = (fill.trade_id, fill.order_id)
+        if key in self._seen:
             self.duplicates += 1
             return False
         if len(self._order) == self._order.maxlen:
             self._seen.discard(self._order[0])
-        self._order.append(trade_id)
-        self._seen.add(trade_id)
+        self._order.append(key)
+        self._seen.add(key)
         if streamed:
             self.streamed += 1
-        else:
+        elif self.started:
             self.caught_up += 1
+        else:
+            self.at_start += 1
         self.out.append(fill)
         self.ready.set()
         return True
@@ -194,6 +202,7 @@ class FillLedger:
                 if fresh:
                     self.complete_to = fresh[-1].trade_id
                 if len(page) < page_size or not fresh:
+                    self.started = True
                     return found
 
 
@@ -255,6 +264,7 @@ class BinanceUserStream:
         self._session: _Session | None = None
         self._attempts = 0
         self.ledger = FillLedger()  # what goes out, once
+        self._catch_up_failures = RepeatedWarning(clock)
         # what status and logs tell
         self.mode = "connecting"  # "stream", "rest_polling" or "connecting"
         self._down_since = 0.0
@@ -308,6 +318,7 @@ class BinanceUserStream:
             "reconnects": self.reconnects,
             "fills_streamed": self.ledger.streamed,
             "fills_caught_up": self.ledger.caught_up,
+            "trades_read_at_start": self.ledger.at_start,
             "duplicates": self.ledger.duplicates,
             "malformed": self.malformed,
             "last_error": self.last_error,
@@ -344,7 +355,14 @@ class BinanceUserStream:
                 delay = ceiling * (0.5 + self._rng.random() / 2)
                 self._attempts += 1
             say = log.warning if not planned and self._attempts <= 1 else log.info
-            say("user data stream down; reconnecting", reason=reason, retry_in_s=round(delay, 3))
+            say("order updates: user data stream down; reconnecting", reason=reason, retry_in_s=round(delay, 3))
+            if reason.startswith("handshake refused: HTTP 4") and self._attempts == 1:
+                log.error(
+                    "order updates: the server refused the WebSocket connection: is the WebSocket API URL"
+                    " right? (fills are polled over REST meanwhile)",
+                    url=self.url,
+                    reason=reason,
+                )
             if delay > 0:
                 await self._sleep(delay)
             self.reconnects += 1
@@ -418,7 +436,8 @@ class BinanceUserStream:
             if isinstance(event, Answer) and event.request_id == request_id:
                 if not event.ok:
                     raise SubscriptionRefused(event)
-                log.info("order updates: user data stream subscribed", result=event.result)
+                subscription = event.result.get("subscriptionId") if isinstance(event.result, dict) else None
+                log.info("order updates: user data stream subscribed", subscription_id=subscription)
                 return
 
     async def _read(self, session: _Session) -> str | None:
@@ -505,12 +524,25 @@ class BinanceUserStream:
     async def _catch_up(self, why: str) -> bool:
         """Pass on every trade after the complete mark, page by page until current; True when it
         reached the present."""
+        first = not self.ledger.started
         try:
             found = await self.ledger.catch_up(self._fetch_trades)
         except ExchangeError as exc:
-            self.last_error = f"catch-up failed: {exc}"
-            log.warning("order updates: catch-up over REST failed", reason=str(exc), why=why)
+            if self.mode != "stream":
+                self.last_error = f"catch-up failed: {exc}"
+            self._catch_up_failures.warn("order updates: catch-up over REST failed", reason=str(exc), why=why)
             return False
+        self._catch_up_failures.ok()
+        if self.mode == "stream":
+            self.last_error = None
+        if first:
+            log.info(
+                "order updates: the account's latest trades read at start (the grid books only its own)",
+                trades=found,
+                up_to_trade=self.ledger.complete_to,
+            )
+            self.catch_ups += 1
+            return True
         self.catch_ups += 1
         if found:
             log.info(

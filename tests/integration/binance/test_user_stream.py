@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import pytest
+from structlog.testing import capture_logs
 
 from adapters.binance import BinanceConfig, BinanceGateway, open_binance_gateway
 from adapters.binance.user_stream import BinanceUserStream, Credentials, UserStreamTimings
@@ -289,7 +290,7 @@ async def test_no_server_at_all_means_rest_polling_and_the_stream_takes_over_whe
         await buy(gateway, "29900")
         fake.set_price(SYMBOL, Decimal("29800"))
         await collected.until(1, "a fill found by polling")
-        assert feed.ledger.caught_up == 1
+        assert feed.ledger.caught_up == 1 and feed.ledger.at_start == 0  # the first poll found none
         late = UserDataServer(fake)
         await late.start(port=port)
         try:
@@ -319,3 +320,21 @@ async def test_the_connection_is_renewed_on_plan_before_the_venues_24_hour_limit
         fake.set_price(SYMBOL, Decimal("29800"))
         await collected.until(1, "a fill after the renewals")
         assert feed.fell_back_at is None  # renewed at once, never fell back to polling
+
+
+async def test_a_url_that_is_no_websocket_api_says_so_once_and_fills_are_polled(
+    fake: FakeBinance, ws_api: UserDataServer, gateway: BinanceGateway
+) -> None:
+    wrong = ws_api.url.replace("/ws-api/v3", "/ws-api/v9")
+    with capture_logs() as logs:
+        async with running_feed(wrong, gateway) as (feed, collected):
+            await wait_until(lambda: feed.reconnects >= 3, "a few attempts")
+            await buy(gateway, "29900")
+            fake.set_price(SYMBOL, Decimal("29800"))
+            await collected.until(1, "a fill found by polling")
+    hints = [e for e in logs if e["log_level"] == "error"]
+    assert [(e["event"].split(":")[0], e["reason"]) for e in hints] == [
+        ("order updates", "handshake refused: HTTP 404")
+    ]
+    assert "WebSocket API URL" in hints[0]["event"] and hints[0]["url"] == wrong
+    assert feed.state()["last_error"] == "handshake refused: HTTP 404"

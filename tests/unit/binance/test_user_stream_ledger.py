@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,8 +21,11 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from structlog.testing import capture_logs
 
+from adapters.binance.streams import RepeatedWarning
 from adapters.binance.user_stream import FillLedger
+from adapters.clock import SimulatedClock
 from domain.errors import ExchangeUnavailable
 from domain.models import Fill, Side
 
@@ -176,7 +180,7 @@ class UserStreamProtocol(RuleBasedStateMachine):
     @invariant()
     def the_counts_tell_what_happened(self) -> None:
         ledger = self.ledger
-        assert ledger.streamed + ledger.caught_up == len(self.passed_on)
+        assert ledger.streamed + ledger.caught_up + ledger.at_start == len(self.passed_on)
         assert ledger.duplicates == self.venue.expected_duplicates
 
 
@@ -209,7 +213,7 @@ def test_a_catch_up_asks_until_a_page_is_not_full() -> None:
     assert asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE)) == 0
     assert venue.pages == 3  # one request finds the present
     assert drain(ledger) == ["1", "2", "3", "4"]
-    assert (ledger.caught_up, ledger.streamed) == (4, 0)
+    assert (ledger.at_start, ledger.caught_up, ledger.streamed) == (4, 0, 0)  # the first catch-up
 
 
 def test_without_a_mark_the_first_catch_up_takes_the_newest_page() -> None:
@@ -219,6 +223,7 @@ def test_without_a_mark_the_first_catch_up_takes_the_newest_page() -> None:
     asyncio.run(ledger.catch_up(venue.fetch, page_size=PAGE))
     assert drain(ledger) == ["3", "4", "5"]
     assert ledger.complete_to == "5"
+    assert (ledger.at_start, ledger.caught_up, ledger.started) == (3, 0, True)
 
 
 def test_only_a_catch_up_moves_the_mark() -> None:
@@ -236,8 +241,37 @@ def test_only_a_catch_up_moves_the_mark() -> None:
 
 def test_the_memory_of_seen_trades_is_bounded() -> None:
     ledger = FillLedger(remember=3)
+    ledger.started = True
     for number in range(1, 6):
         ledger.offer(trade(number), streamed=True)
     assert ledger.offer(trade(5), streamed=False) is False
     assert ledger.offer(trade(1), streamed=False) is True  # forgotten: far behind the mark anyway
     assert (ledger.streamed, ledger.caught_up, ledger.duplicates) == (5, 1, 1)
+
+
+def test_a_trade_id_the_venue_reuses_for_another_order_is_passed_on() -> None:
+    """After a venue reset trade ids start over: the grid core must see such a trade to say so."""
+    ledger = FillLedger()
+    ledger.started = True
+    ledger.offer(trade(1), streamed=True)
+    reused = replace(trade(1), order_id="9999", client_order_id="grid-other")
+    assert ledger.offer(reused, streamed=True) is True
+    assert ledger.offer(reused, streamed=False) is False
+    assert (ledger.streamed, ledger.duplicates) == (2, 1)
+
+
+def test_a_failure_that_repeats_is_logged_once_a_minute_with_the_count() -> None:
+    clock = SimulatedClock(START)
+    warning = RepeatedWarning(clock, every_s=60.0)
+    with capture_logs() as logs:
+        for _ in range(30):  # a poll every 2 s for a minute
+            warning.warn("catch-up failed", reason="circuit open")
+            clock.advance(2)
+        warning.warn("catch-up failed", reason="circuit open")
+        warning.ok()
+        warning.warn("catch-up failed", reason="timeout")
+    assert [(e["event"], e["reason"], e.get("repeated")) for e in logs] == [
+        ("catch-up failed", "circuit open", None),
+        ("catch-up failed", "circuit open", 29),
+        ("catch-up failed", "timeout", None),  # after a success, the next failure is news
+    ]
