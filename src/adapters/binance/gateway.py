@@ -304,8 +304,8 @@ class BinanceGateway:
         await self._patiently("time", lambda: self._sync_time("start"))
         log.info(
             "binance.gateway.started",
-            config=repr(self._config),
-            rate_limits=[str(r) for r in self._limiter.rules],
+            rest_url=self._config.rest_url,
+            rate_limits=", ".join(str(r) for r in self._limiter.rules),
         )
 
     def _markets_fresh(self) -> bool:

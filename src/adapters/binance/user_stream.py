@@ -143,12 +143,12 @@ class FillLedger:
         "_order",
         "_seen",
         "at_start",
-        "started",
         "caught_up",
         "complete_to",
         "duplicates",
         "out",
         "ready",
+        "started",
         "streamed",
     )
 

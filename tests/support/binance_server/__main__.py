@@ -9,7 +9,8 @@ stderr. With --streams it also serves the market streams over WebSockets (every 
 trade) and says where on stderr: "streams on ws://127.0.0.1:PORT" (EXCHANGE__WS_URL). With
 --ws-api it also serves the WebSocket API's user data stream (executionReports of the account's
 orders) and says "ws-api on ws://127.0.0.1:PORT/ws-api/v3" on stderr (EXCHANGE__WS_API_URL).
-With --drop-every SECONDS every WebSocket connection (market streams and WebSocket API) is cut
+--streams-port and --ws-api-port fix their ports (a restarted server keeps its URLs; its state is
+in memory, so a restart is an exchange reset). With --drop-every SECONDS every WebSocket connection (market streams and WebSocket API) is cut
 (TCP abort) every SECONDS, for runs that must survive reconnecting.
 """
 
@@ -90,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight-limit", type=int, default=6000)
     parser.add_argument("--streams", action="store_true", help="also serve the WebSocket market streams")
     parser.add_argument("--ws-api", action="store_true", help="also serve the WebSocket API user data stream")
+    parser.add_argument("--streams-port", type=int, default=0, help="the market streams' port (0: a free one)")
+    parser.add_argument("--ws-api-port", type=int, default=0, help="the WebSocket API's port (0: a free one)")
     parser.add_argument(
         "--drop-every",
         type=_seconds,
@@ -119,10 +122,10 @@ async def _serve(args: argparse.Namespace) -> None:
     ws_api = UserDataServer(server) if args.ws_api else None
     try:
         if streams is not None:
-            sys.stderr.write(f"streams on {await streams.start(args.host)}\n")
+            sys.stderr.write(f"streams on {await streams.start(args.host, args.streams_port)}\n")
             sys.stderr.flush()
         if ws_api is not None:
-            sys.stderr.write(f"ws-api on {await ws_api.start(args.host)}\n")
+            sys.stderr.write(f"ws-api on {await ws_api.start(args.host, args.ws_api_port)}\n")
             sys.stderr.flush()
         if args.drop_every is not None:
             dropper = asyncio.create_task(_drop_every(args.drop_every, streams, ws_api))
