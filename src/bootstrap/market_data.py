@@ -59,7 +59,9 @@ def market_streams(
     )
 
 
-def user_stream(exchange: ExchangeSettings, symbol: str, clock: Clock, gateway: BinanceGateway) -> BinanceUserStream:
+def user_stream(
+    exchange: ExchangeSettings, symbol: str, clock: Clock, gateway: BinanceGateway
+) -> BinanceUserStream:
     """The account's fills of `symbol` over the WebSocket API user data stream, signed with the
     account's keys and the gateway's measure of the venue's clock; the gateway's myTrades is its
     catch-up after every reconnect and its fallback while no stream is up."""

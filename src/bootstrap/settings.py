@@ -87,7 +87,9 @@ class ExchangeSettings(_Section):
 
     request_timeout_s: float = Field(default=10.0, gt=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
-    ws_silence_s: float = Field(default=30.0, ge=1, le=3600)  # a market stream with no data this long is replaced
+    ws_silence_s: float = Field(
+        default=30.0, ge=1, le=3600
+    )  # a market stream with no data this long is replaced
 
 
 class SimulatorSettings(_Section):

@@ -214,9 +214,7 @@ async def binance_venue(settings: Settings, clock: Clock) -> AsyncIterator[Venue
             market.close()
             orders.close()
 
-        probe = binance_probe(
-            gateway, market, orders, market_data=market.state, order_updates=orders.state
-        )
+        probe = binance_probe(gateway, market, orders, market_data=market.state, order_updates=orders.state)
         try:
             yield Venue(
                 "binance-testnet" if ex.testnet else "binance",

@@ -355,7 +355,11 @@ class BinanceUserStream:
                 delay = ceiling * (0.5 + self._rng.random() / 2)
                 self._attempts += 1
             say = log.warning if not planned and self._attempts <= 1 else log.info
-            say("order updates: user data stream down; reconnecting", reason=reason, retry_in_s=round(delay, 3))
+            say(
+                "order updates: user data stream down; reconnecting",
+                reason=reason,
+                retry_in_s=round(delay, 3),
+            )
             if reason.startswith("handshake refused: HTTP 4") and self._attempts == 1:
                 log.error(
                     "order updates: the server refused the WebSocket connection: is the WebSocket API URL"

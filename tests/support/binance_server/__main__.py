@@ -91,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight-limit", type=int, default=6000)
     parser.add_argument("--streams", action="store_true", help="also serve the WebSocket market streams")
     parser.add_argument("--ws-api", action="store_true", help="also serve the WebSocket API user data stream")
-    parser.add_argument("--streams-port", type=int, default=0, help="the market streams' port (0: a free one)")
+    parser.add_argument(
+        "--streams-port", type=int, default=0, help="the market streams' port (0: a free one)"
+    )
     parser.add_argument("--ws-api-port", type=int, default=0, help="the WebSocket API's port (0: a free one)")
     parser.add_argument(
         "--drop-every",
