@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
@@ -25,6 +26,7 @@ from returns.result import Failure
 from application.grid_books import book, leftover_of, run_with
 from application.grid_venue import TRANSIENT, VenueCalls
 from application.observing import RunReporter
+from application.status import FEEDS_PARAM
 from domain.errors import ConfigurationError, ExchangeError, ExchangeUnavailable
 from domain.grid import (
     CLIENT_ID_PREFIX,
@@ -64,6 +66,7 @@ from domain.rules import MarketRules
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+FEED_FIELDS = ("mode", "last_message_at", "fell_back_at", "last_error")  # noted for `status`
 CHASE_INTERVAL_S = 5.0  # how often the trades of orders booked with inferred fills are looked for
 RECHECK_INTERVAL_S = 60.0  # how often a running grid compares its open orders with the venue's
 RUN_ID_LOG_KEY = "run_id"  # bound in structlog's contextvars while a run is on: every line carries it
@@ -123,8 +126,11 @@ class GridBot:
         uow_factory: UnitOfWorkFactory,
         clock: Clock,
         observer: BotObserver | None = None,
+        feeds: Callable[[], Mapping[str, Mapping[str, object]]] | None = None,
     ) -> None:
         self._config = config
+        self._feeds = feeds  # the venue's feeds' states, noted in the run for `status`
+        self._feed_modes: tuple[tuple[str, object], ...] | None = None
         self._report = RunReporter(observer, clock, config.exchange)  # metrics, health, alerts
         self._venue = VenueCalls(gateway, clock, config.symbol, config.start_attempts)
         self._gateway = gateway
@@ -317,14 +323,16 @@ class GridBot:
         if self._run is not None:
             structlog.contextvars.bind_contextvars(**{RUN_ID_LOG_KEY: self._run.run_id})
 
-    def _heartbeat(self) -> None:
-        """Every `heartbeat_s` of clock time, one line saying how the grid stands."""
+    def _heartbeat(self) -> bool:
+        """Every `heartbeat_s` of clock time, one line saying how the grid stands (and its feeds).
+        True when it was time."""
         every = self._config.heartbeat_s
         now = self._clock.monotonic()
         if every <= 0 or self._core is None or now - self._last_heartbeat < every:
-            return
+            return False
         self._last_heartbeat = now
         snapshot = self._report.snapshot(self._core)
+        feeds = {} if self._feeds is None else self._feeds()
         self._log.info(
             "heartbeat",
             price=snapshot.last_price,
@@ -332,7 +340,30 @@ class GridBot:
             realized_pnl=snapshot.realized_pnl,
             unrealized_pnl=snapshot.unrealized_pnl,
             open_orders=snapshot.open_orders,
+            **{name: state.get("mode") for name, state in feeds.items()},
         )
+        return True
+
+    async def _note_feeds(self, *, heartbeat: bool) -> None:
+        """Note the feeds' states in the run when one changes mode, and at every heartbeat, so that
+        `status` can say which is live, when it last spoke and when it fell back."""
+        if self._feeds is None or self._run is None:
+            return
+        feeds = self._feeds()
+        modes = tuple(sorted((name, state.get("mode")) for name, state in feeds.items()))
+        if modes == self._feed_modes and not heartbeat:
+            return
+        self._feed_modes = modes
+        noted = {
+            name: {key: state.get(key) for key in FEED_FIELDS if key in state}
+            for name, state in feeds.items()
+        }
+        note = json.dumps({"noted_at": self._clock.now().isoformat(), "feeds": noted})
+        run = replace(self._run, params={**self._run.params, FEEDS_PARAM: note})
+        async with self._uow() as uow:
+            await uow.runs.update(run)
+            await uow.commit()
+        self._run = run
 
     # ------------------------------------------------------------------ start
     def _core_config(
@@ -666,7 +697,7 @@ class GridBot:
                 await self._carry_out(self.core.on_ticker(ticker))
                 await self._chase_inferred()
                 await self._recheck_orders()
-                self._heartbeat()
+                await self._note_feeds(heartbeat=self._heartbeat())
             else:
                 await self._carry_out(self.core.apply_fills(list(fills), self._clock.now()))
         except TRANSIENT as exc:  # booked or not, the event comes again (feed, catch-up, next ticker)

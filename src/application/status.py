@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -21,6 +22,9 @@ from domain.models import (
 from domain.ports import UnitOfWork, UnitOfWorkFactory
 
 LAST_PRICE_PARAM = "last_price"  # the run's params key where the grid bot keeps the last market price
+# The run's params key where a running bot notes its feeds (which is live, when it last spoke, when
+# it fell back), as JSON, when one changes mode and at every heartbeat: what `status` shows.
+FEEDS_PARAM = "feeds"
 AVERAGE_COST_QUANTUM = Decimal("1E-8")  # average cost is a quotient: reported to 8 decimal places
 
 
@@ -113,6 +117,31 @@ def _decimal_or_none(text: str | None) -> Decimal | None:
     except InvalidOperation:
         return None
     return value if value.is_finite() and value > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsNote:
+    """What a running bot last noted of its feeds: by name (market_data, order_updates), the
+    mode, when it last spoke and when it fell back."""
+
+    noted_at: str
+    feeds: dict[str, dict[str, object]]
+
+
+def feeds_of(params: Mapping[str, str]) -> FeedsNote | None:
+    """The feeds a running bot last noted in its run's params (see FEEDS_PARAM); None when none
+    were, or the note is unreadable."""
+    raw = params.get(FEEDS_PARAM)
+    if raw is None:
+        return None
+    try:
+        noted = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(noted, dict) or not isinstance(noted.get("feeds"), dict):
+        return None
+    feeds = {str(name): dict(state) for name, state in noted["feeds"].items() if isinstance(state, dict)}
+    return FeedsNote(str(noted.get("noted_at", "")), feeds)
 
 
 async def run_named(uow: UnitOfWork, run_id: str) -> BotRun | None:

@@ -472,6 +472,7 @@ def status_to_dict(report: StatusReport, holder: LeaseRow | None = None) -> dict
             "stop_reason": run.stop_reason,
             "held_by": _held_by(report, holder),
             "grid": _grid_settings(run.params),
+            "feeds": _feeds_dict(report),
         },
         "open_orders": [
             {
@@ -539,6 +540,50 @@ def _position_lines(report: StatusReport, base_asset: str, quote_asset: str) -> 
     ]
 
 
+def _feeds_dict(report: StatusReport) -> dict[str, Any] | None:
+    """The feeds the running bot last noted (None for a run no bot runs now)."""
+    from application.status import feeds_of
+
+    run = report.run
+    if run is None or run.status.value != "running":
+        return None
+    note = feeds_of(run.params)
+    return None if note is None else {"noted_at": note.noted_at, **note.feeds}
+
+
+_FEED_NAMES = {"market_data": "market data", "order_updates": "order updates"}
+
+
+def _feeds_line(report: StatusReport) -> list[str]:
+    feeds = _feeds_dict(report)
+    if not feeds:
+        return []
+    parts = []
+    for name, state in feeds.items():
+        if name == "noted_at" or not isinstance(state, dict):
+            continue
+        part = f"{_FEED_NAMES.get(name, name)} {state.get('mode')}"
+        details = []
+        if state.get("last_message_at"):
+            details.append(f"last message {_clock_time(state['last_message_at'])}")
+        if state.get("fell_back_at"):
+            details.append(f"fell back {_clock_time(state['fell_back_at'])}")
+        if state.get("last_error"):
+            details.append(str(state["last_error"]))
+        parts.append(part + (f" ({', '.join(details)})" if details else ""))
+    return [f"Feeds      {'; '.join(parts)}  [noted {_clock_time(str(feeds['noted_at']))}]"]
+
+
+def _clock_time(iso: object) -> str:
+    """An ISO time as HH:MM:SS (UTC), or as given when it is not one."""
+    from datetime import UTC, datetime
+
+    try:
+        return f"{datetime.fromisoformat(str(iso)).astimezone(UTC):%H:%M:%S}"
+    except ValueError:
+        return str(iso)
+
+
 def _status_line(report: StatusReport, holder: LeaseRow | None) -> str:
     run = report.run
     assert run is not None
@@ -561,6 +606,7 @@ def render_status(report: StatusReport, holder: LeaseRow | None = None) -> str:
         _status_line(report, holder),
         f"Started    {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", stopped {run.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if run.stopped_at else ""),
+        *_feeds_line(report),
         f"Fills      {report.fills}  (completed cycles: {report.completed_cycles})",
         f"Realized   {_dec(report.realized_pnl)} {quote_asset}",
         *_position_lines(report, base_asset, quote_asset),

@@ -7,7 +7,7 @@ would all be opened by init_resources()).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import cast
 
@@ -15,6 +15,7 @@ from dependency_injector import containers, providers
 
 from adapters import crashpoints
 from adapters.clock import SystemClock
+from adapters.monitoring.probe import VenueProbe
 from adapters.persistence.database import Database, open_database
 from application.grid_bot import GridBot, GridBotConfig
 from bootstrap.grid_settings import grid_params, market_thresholds, risk_limits
@@ -67,7 +68,18 @@ def _build_bot(
         uow_factory=database.uow,
         clock=venue.clock or clock,
         observer=observer,
+        feeds=None if venue.probe is None else venue_feeds(venue.probe),
     )
+
+
+def venue_feeds(probe: VenueProbe) -> Callable[[], dict[str, Mapping[str, object]]]:
+    """The venue's feeds' states by name, for the bot to note in its run (`status` shows them)."""
+
+    def feeds() -> dict[str, Mapping[str, object]]:
+        found = {"market_data": probe.market_data(), "order_updates": probe.order_updates()}
+        return {name: state for name, state in found.items() if state is not None}
+
+    return feeds
 
 
 class Container(containers.DeclarativeContainer):

@@ -1,7 +1,7 @@
 """The testnet profile with its market data over the loopback server's WebSocket streams
-(EXCHANGE__WS_URL): prices arrive as trades, fills are still polled over REST, and with a stream
-up no ticker is polled. The server drops the bot's connections now and then; the standby carries
-the market meanwhile."""
+(EXCHANGE__WS_URL) and fills over its WebSocket API (EXCHANGE__WS_API_URL): prices arrive as
+trades, and with a stream up no ticker is polled; `status` tells which feeds are live. The server
+drops the bot's connections now and then; the standby carries the market meanwhile."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from support.binance_server import FakeBinance, running_fake_binance
 from support.binance_server.streams import MarketStreamServer, running_market_streams
+from support.binance_server.ws_api import UserDataServer, running_user_data_server
 
 from .conftest import HANG_GUARD_S, Cli
 
@@ -22,18 +23,23 @@ GRID = {"GRID__LOWER": "28000", "GRID__UPPER": "32000", "GRID__LEVELS": "9", "GR
 
 
 @pytest.fixture
-async def venue() -> AsyncIterator[tuple[FakeBinance, MarketStreamServer]]:
-    async with running_fake_binance() as fake, running_market_streams(fake) as streams:
-        yield fake, streams
+async def venue() -> AsyncIterator[tuple[FakeBinance, MarketStreamServer, UserDataServer]]:
+    async with (
+        running_fake_binance() as fake,
+        running_market_streams(fake) as streams,
+        running_user_data_server(fake) as ws_api,
+    ):
+        yield fake, streams, ws_api
 
 
 async def test_prices_come_over_the_streams_and_no_ticker_is_polled(
-    cli: Cli, venue: tuple[FakeBinance, MarketStreamServer]
+    cli: Cli, venue: tuple[FakeBinance, MarketStreamServer, UserDataServer]
 ) -> None:
-    fake, streams = venue
+    fake, streams, ws_api = venue
     env = {
         "EXCHANGE__REST_URL": fake.base_url,
         "EXCHANGE__WS_URL": streams.url + "/ws",  # a URL copied from the docs works too
+        "EXCHANGE__WS_API_URL": ws_api.url,
         "EXCHANGE__API_KEY": "test-api-key",
         "EXCHANGE__API_SECRET": "test-api-secret",
         "EXCHANGE__POLL_INTERVAL_S": "0.2",
@@ -54,8 +60,13 @@ async def test_prices_come_over_the_streams_and_no_ticker_is_polled(
         )
         await bot.until(lambda e: e["event"] == "order placed" and e["side"] == "sell")
         await asyncio.wait_for(streams.wait_for_clients(2, opened=3), HANG_GUARD_S)  # the dropped one is back
+        running = await cli.astatus("--config", "config/testnet.toml", extra_env=env)
         code = await bot.stop()
     assert code == 0, bot.tail()
     assert len(fake.requests_to("ticker/24hr")) == polled_at_start  # streams up: no ticker polled
     assert all(client.path == "/stream" for client in streams.clients)
     assert "market data: no stream; falling back to REST polling" not in bot.names()
+    feeds = running["run"]["feeds"]  # what `status` says of a running bot's feeds
+    assert feeds["market_data"]["mode"] == "streams" and feeds["market_data"]["last_message_at"]
+    assert feeds["order_updates"]["mode"] == "stream" and feeds["order_updates"]["last_error"] is None
+    assert feeds["noted_at"]

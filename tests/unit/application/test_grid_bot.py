@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -61,7 +61,11 @@ class Harness:
 
 
 async def start_bot(
-    store: Store, venue: FakeVenue, clock: FakeClock, config: GridBotConfig | None = None
+    store: Store,
+    venue: FakeVenue,
+    clock: FakeClock,
+    config: GridBotConfig | None = None,
+    feeds: Callable[[], Mapping[str, Mapping[str, object]]] | None = None,
 ) -> Harness:
     bot = GridBot(
         config or make_config(),
@@ -70,6 +74,7 @@ async def start_bot(
         order_feed=venue,
         uow_factory=lambda: InMemoryUnitOfWork(store),
         clock=clock,
+        feeds=feeds,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(bot.run(stop))

@@ -14,7 +14,8 @@ import pytest
 import structlog
 
 from adapters.logging import configure_logging
-from application.status import grid_status
+from application.status import feeds_of, grid_status
+from bootstrap.cli import render_status
 
 from .fakes import FakeClock, FakeVenue, InMemoryUnitOfWork, Store
 from .test_grid_bot import make_config, start_bot
@@ -87,3 +88,51 @@ async def test_the_heartbeat_can_be_turned_off(log_lines: io.StringIO) -> None:
         await harness.move(price)
     await harness.finish()
     assert not [e for e in events(log_lines) if e["event"] == "heartbeat"]
+
+
+async def test_the_feeds_are_noted_for_status_when_one_changes_and_at_each_heartbeat(
+    log_lines: io.StringIO,
+) -> None:
+    clock = FakeClock()
+    store = Store()
+    market = {"mode": "streams", "last_message_at": "2026-03-02T09:30:00+00:00", "fell_back_at": None}
+    orders = {"mode": "stream", "last_message_at": None, "fell_back_at": None, "last_error": None}
+    harness = await start_bot(
+        store,
+        FakeVenue(clock),
+        clock,
+        feeds=lambda: {"market_data": dict(market), "order_updates": dict(orders)},
+    )
+    await harness.move("29900")
+
+    report = await grid_status(lambda: InMemoryUnitOfWork(store))
+    note = feeds_of(report.run.params if report.run else {})
+    assert note is not None
+    assert note.feeds["market_data"]["mode"] == "streams" and note.feeds["order_updates"]["mode"] == "stream"
+    assert "Feeds      market data streams (last message 09:30:00); order updates stream" in render_status(
+        report
+    )
+
+    orders.update(
+        mode="rest_polling", fell_back_at="2026-03-02T09:31:05+00:00", last_error="connection refused"
+    )
+    await harness.move("29950")  # a change of mode is noted at once
+    report = await grid_status(lambda: InMemoryUnitOfWork(store))
+    assert "order updates rest_polling (fell back 09:31:05, connection refused)" in render_status(report)
+    noted = report.run.params["feeds"] if report.run else ""
+
+    market["last_message_at"] = "2026-03-02T09:32:00+00:00"
+    await harness.move("29960")  # no change of mode, no heartbeat: nothing written
+    report = await grid_status(lambda: InMemoryUnitOfWork(store))
+    assert report.run is not None and report.run.params["feeds"] == noted
+
+    clock.advance(300)
+    await harness.move("29970")  # the heartbeat notes the feeds, and names their modes
+    report = await grid_status(lambda: InMemoryUnitOfWork(store))
+    assert "last message 09:32:00" in render_status(report)
+    [beat] = [e for e in events(log_lines) if e["event"] == "heartbeat"]
+    assert (beat["market_data"], beat["order_updates"]) == ("streams", "rest_polling")
+
+    await harness.finish()
+    stopped = await grid_status(lambda: InMemoryUnitOfWork(store))
+    assert "Feeds" not in render_status(stopped)  # a stopped run has no live feeds to show
