@@ -411,6 +411,12 @@ async def fast_market(
         problems.append(f"status --json counts {status['fills']} fills, the venue made {len(trades)} trades")
 
     if problems:
+        telling = [
+            f"{e.get('timestamp')} {e.get('event')} {e.get('order', '')} L{e.get('grid_level', '')}"
+            for e in bot.events
+            if any(word in str(e.get("event")) for word in ("cross", "owed", "withdraw", "counter"))
+        ]
+        problems.append("the bot's crossing and owed-order lines: " + ("; ".join(telling) or "none"))
         problems.append(
             f"(market: {MARKET_TICKS} ticks of {PATH.tick_s} s through {[str(t) for t in TURNS]}; "
             f"venue: {len(orders)} grid orders, {len(grid_fills)} filled, {len(trades)} trades, "

@@ -139,6 +139,7 @@ class FillLedger:
     the stream's fills again, and they are dropped here as seen."""
 
     __slots__ = (
+        "_holding",
         "_lock",
         "_order",
         "_seen",
@@ -163,9 +164,19 @@ class FillLedger:
         self.caught_up = 0  # passed on from a catch-up (or a poll) from the mark
         self.at_start = 0  # passed on from the first catch-up, which has no mark: the newest page
         self.started = False  # a catch-up has reached the present
+        self._holding: list[Fill] | None = None  # streamed fills held while a catch-up runs
         self.duplicates = 0  # offered again, not passed on
 
     def offer(self, fill: Fill, *, streamed: bool) -> bool:
+        """Queue `fill` unless it was seen; True when it is new. A streamed fill that comes while a
+        catch-up runs is held until the catch-up is done, then passed on after the older trades
+        the catch-up brings: the grid hears of its fills in the venue's order."""
+        if streamed and self._holding is not None:
+            self._holding.append(fill)
+            return (fill.trade_id, fill.order_id) not in self._seen
+        return self._pass_on(fill, streamed=streamed)
+
+    def _pass_on(self, fill: Fill, *, streamed: bool) -> bool:
         # A trade is known by its order too: after a venue reset (the testnet's, monthly) trade
         # ids start over, and the grid core must see such a trade to say so.
         key = (fill.trade_id, fill.order_id)
@@ -191,19 +202,25 @@ class FillLedger:
         many were new. A failure (ExchangeError) keeps what the pages before it brought. Catch-ups
         run one at a time, each from where the last one ended, so the mark only moves forward."""
         async with self._lock:
-            found = 0
-            while True:
-                since = self.complete_to
-                page = await fetch(since)
-                fresh = newer_than(page, since)
-                for fill in fresh:
-                    if self.offer(fill, streamed=False):
-                        found += 1
-                if fresh:
-                    self.complete_to = fresh[-1].trade_id
-                if len(page) < page_size or not fresh:
-                    self.started = True
-                    return found
+            self._holding = []
+            try:
+                found = 0
+                while True:
+                    since = self.complete_to
+                    page = await fetch(since)
+                    fresh = newer_than(page, since)
+                    for fill in fresh:
+                        if self._pass_on(fill, streamed=False):
+                            found += 1
+                    if fresh:
+                        self.complete_to = fresh[-1].trade_id
+                    if len(page) < page_size or not fresh:
+                        self.started = True
+                        return found
+            finally:
+                held, self._holding = self._holding, None
+                for fill in sorted(held, key=lambda fill: int(fill.trade_id)):
+                    self._pass_on(fill, streamed=True)
 
 
 class _Session:

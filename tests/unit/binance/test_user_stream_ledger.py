@@ -149,6 +149,40 @@ class UserStreamProtocol(RuleBasedStateMachine):
         if found is not None:
             assert found == len(self.passed_on) - before
 
+    @precondition(lambda self: self.connected)
+    @rule(count=st.integers(1, 6))
+    def stream_delivers_during_a_catch_up(self, count: int) -> None:
+        """The stream brings fills while the catch-up's request is out (right after a subscribe)."""
+        fetch = self.venue.fetch
+        held: list[str] = []
+
+        async def fetch_while_streaming(since: str | None) -> Sequence[Fill]:
+            held.extend(self.stream_delivers_quietly(count if not held else 0))
+            return await fetch(since)
+
+        self.venue.pages = 0
+        before = len(self.passed_on)
+        self.loop.run_until_complete(self.ledger.catch_up(fetch_while_streaming, page_size=PAGE))
+        # The catch-up reached the present, so it brought every held fill the ledger did not know:
+        # the held copy, let out after it, is the duplicate.
+        self.venue.expected_duplicates += len(held)
+        self.synced = True
+        self.collect()
+        new = self.passed_on[before:]
+        assert new == sorted(new, key=int)  # in the venue's order, though the stream came first
+
+    def stream_delivers_quietly(self, count: int) -> list[str]:
+        """Offer `count` fills from the wire; returns those the ledger did not know yet."""
+        unknown = []
+        for fill in self.in_flight[:count]:
+            if fill.trade_id in self.venue.known():
+                self.venue.expected_duplicates += 1
+            else:
+                unknown.append(fill.trade_id)
+            self.ledger.offer(fill, streamed=True)
+        del self.in_flight[:count]
+        return unknown
+
     @rule(data=st.data())
     def a_fill_comes_again(self, data: st.DataObject) -> None:
         """The stream and a catch-up bring the same trade, or a server sends one twice."""
@@ -247,6 +281,45 @@ def test_the_memory_of_seen_trades_is_bounded() -> None:
     assert ledger.offer(trade(5), streamed=False) is False
     assert ledger.offer(trade(1), streamed=False) is True  # forgotten: far behind the mark anyway
     assert (ledger.streamed, ledger.caught_up, ledger.duplicates) == (5, 1, 1)
+
+
+def test_fills_streamed_during_a_catch_up_go_out_after_the_older_ones_it_brings() -> None:
+    """After a reconnect the stream may bring trade 9 while the catch-up is fetching 6..9: the
+    grid hears 6, 7, 8, 9 in the venue's order, and 9 once."""
+    venue = Venue()
+    venue.trades = [trade(n) for n in range(1, 10)]
+    ledger = FillLedger()
+    ledger.complete_to = "5"
+    ledger.started = True
+
+    async def fetch(since: str | None) -> Sequence[Fill]:
+        if since == "5":  # while the first page is out
+            assert ledger.offer(trade(9), streamed=True) is True  # held, not yet out
+            assert ledger.offer(trade(8), streamed=True) is True
+            assert drain(ledger) == []
+        return await venue.fetch(since)
+
+    asyncio.run(ledger.catch_up(fetch, page_size=PAGE))
+    assert drain(ledger) == ["6", "7", "8", "9"]
+    assert (ledger.caught_up, ledger.streamed, ledger.duplicates) == (4, 0, 2)
+    assert ledger.offer(trade(10), streamed=True) is True  # after the catch-up: out at once
+    assert drain(ledger) == ["10"]
+
+
+def test_a_failed_catch_up_still_lets_the_held_fills_out() -> None:
+    venue = Venue()
+    venue.trades = [trade(n) for n in range(1, 4)]
+    venue.fail_after = 0
+    ledger = FillLedger()
+    ledger.complete_to = "0"
+
+    async def fetch(since: str | None) -> Sequence[Fill]:
+        ledger.offer(trade(3), streamed=True)
+        return await venue.fetch(since)
+
+    with pytest.raises(ExchangeUnavailable):
+        asyncio.run(ledger.catch_up(fetch, page_size=PAGE))
+    assert drain(ledger) == ["3"]
 
 
 def test_a_trade_id_the_venue_reuses_for_another_order_is_passed_on() -> None:
