@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 import websockets
@@ -275,8 +275,9 @@ class BinanceMarketStreams:
             if planned:
                 delay = 0.0
             else:
-                ceiling = min(timings.backoff_max_s, timings.backoff_initial_s * 2**connection.attempts)
-                delay = ceiling * (0.5 + self._rng.random() / 2)  # jitter: never in step with the other
+                delay = jittered_backoff(
+                    timings.backoff_initial_s, timings.backoff_max_s, connection.attempts, self._rng
+                )
                 connection.attempts += 1
             say(
                 "market stream down; reconnecting",
@@ -445,32 +446,24 @@ class BinanceMarketStreams:
 
     async def _fallback(self) -> None:
         """Poll while no stream has been up for fallback_after_s."""
-        timings = self._timings
-        while not self.closed:
-            if self.mode == "streams":
-                self._mode_changed.clear()
-                await self._mode_changed.wait()
-                continue
-            waited = self._clock.monotonic() - self._down_since
-            if self.mode == "connecting" and waited < timings.fallback_after_s:
-                await self._sleep(min(timings.fallback_after_s - waited, 0.25))
-                continue
-            if self._poll is None:
-                await self._sleep(0.25)
-                continue
-            if self.mode != "rest_polling":
-                self.mode = "rest_polling"
-                self.fell_back_at = self._clock.now()
-                log.warning(
-                    "market data: no stream; falling back to REST polling",
-                    down_s=round(waited, 1),
-                    last_message_at=_iso(self.last_message_at),
-                    poll_interval_s=self._poll_interval_s,
-                )
-            await self._poll_once()
-            if self.mode == "rest_polling":
-                self._mode_changed.clear()
-                await self._sleep(self._poll_interval_s, wake=self._mode_changed)
+        await poll_while_down(
+            self,
+            self._clock,
+            live_mode="streams",
+            fallback_after_s=self._timings.fallback_after_s,
+            poll_interval_s=self._poll_interval_s,
+            poll=None if self._poll is None else self._poll_once,
+            announce=self._announce_fallback,
+            closed=self._closed,
+        )
+
+    def _announce_fallback(self, down_s: float) -> None:
+        log.warning(
+            "market data: no stream; falling back to REST polling",
+            down_s=round(down_s, 1),
+            last_message_at=_iso(self.last_message_at),
+            poll_interval_s=self._poll_interval_s,
+        )
 
     async def _poll_once(self) -> None:
         assert self._poll is not None
@@ -494,12 +487,66 @@ class BinanceMarketStreams:
             )
             self._trades_ready.set()
 
-    async def _sleep(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
-        """Sleep on the clock port; close() (or `wake`) ends it early."""
-        await sleep_unless(self._clock, seconds, self._closed, wake)
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep on the clock port; close() ends it early."""
+        await sleep_unless(self._clock, seconds, self._closed)
 
 
 _SHUTDOWN = object()
+
+
+def jittered_backoff(initial_s: float, max_s: float, attempts: int, rng: random.Random) -> float:
+    """The wait before reconnect attempt `attempts` + 1: exponential, capped, and jittered to half
+    to whole, so two connections never retry in step."""
+    return min(max_s, initial_s * 2.0**attempts) * (0.5 + rng.random() / 2)
+
+
+class FallingBack(Protocol):
+    """A feed with a stream and a REST fallback, as `poll_while_down` drives it."""
+
+    mode: str  # its live mode, "connecting" or "rest_polling"
+    fell_back_at: datetime | None
+    _down_since: float  # monotonic time the stream went down
+    _mode_changed: asyncio.Event
+
+    @property
+    def closed(self) -> bool: ...
+
+
+async def poll_while_down(
+    feed: FallingBack,
+    clock: Clock,
+    *,
+    live_mode: str,
+    fallback_after_s: float,
+    poll_interval_s: float,
+    poll: Callable[[], Awaitable[object]] | None,
+    announce: Callable[[float], None],
+    closed: asyncio.Event,
+) -> None:
+    """The fallback of a stream feed: idle while it is live; once it has been down for
+    `fallback_after_s`, switch to "rest_polling" (`announce` says so, with how long it was down)
+    and `poll` every `poll_interval_s` until a stream is back. Without `poll`, just wait."""
+    while not feed.closed:
+        if feed.mode == live_mode:
+            feed._mode_changed.clear()
+            await feed._mode_changed.wait()
+            continue
+        waited = clock.monotonic() - feed._down_since
+        if feed.mode == "connecting" and waited < fallback_after_s:
+            await sleep_unless(clock, min(fallback_after_s - waited, 0.25), closed)
+            continue
+        if poll is None:
+            await sleep_unless(clock, 0.25, closed)
+            continue
+        if feed.mode != "rest_polling":
+            feed.mode = "rest_polling"
+            feed.fell_back_at = clock.now()
+            announce(waited)
+        await poll()
+        if feed.mode == "rest_polling":
+            feed._mode_changed.clear()
+            await sleep_unless(clock, poll_interval_s, closed, feed._mode_changed)
 
 
 class RepeatedWarning:

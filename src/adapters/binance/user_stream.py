@@ -47,13 +47,19 @@ import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from adapters.binance.streams import RepeatedWarning, describe_ws_error, sleep_unless
+from adapters.binance.streams import (
+    RepeatedWarning,
+    describe_ws_error,
+    jittered_backoff,
+    poll_while_down,
+    sleep_unless,
+)
 from adapters.binance.user_events import (
     Answer,
     MalformedEvent,
-    OtherEvent,
     ServerShutdown,
     StreamTerminated,
+    UserEvent,
     UserEventParser,
     sign,
 )
@@ -368,8 +374,9 @@ class BinanceUserStream:
             if planned:
                 delay = 0.0
             else:
-                ceiling = min(timings.backoff_max_s, timings.backoff_initial_s * 2**self._attempts)
-                delay = ceiling * (0.5 + self._rng.random() / 2)
+                delay = jittered_backoff(
+                    timings.backoff_initial_s, timings.backoff_max_s, self._attempts, self._rng
+                )
                 self._attempts += 1
             say = log.warning if not planned and self._attempts <= 1 else log.info
             say(
@@ -447,13 +454,7 @@ class BinanceUserStream:
             left = deadline - self._clock.monotonic()
             if left <= 0:
                 raise TimeoutError("the subscription was not answered")
-            message = await asyncio.wait_for(session.socket.recv(), left)
-            self._heard(session)
-            try:
-                event = self._parser.parse(message)
-            except MalformedEvent as exc:
-                self._skip(exc)
-                continue
+            event = self._heard(session, await asyncio.wait_for(session.socket.recv(), left))
             if isinstance(event, Answer) and event.request_id == request_id:
                 if not event.ok:
                     raise SubscriptionRefused(event)
@@ -463,12 +464,7 @@ class BinanceUserStream:
 
     async def _read(self, session: _Session) -> str | None:
         async for message in session.socket:
-            self._heard(session)
-            try:
-                event = self._parser.parse(message)
-            except MalformedEvent as exc:
-                self._skip(exc)
-                continue
+            event = self._heard(session, message)
             if isinstance(event, Fill):
                 self.ledger.offer(event, streamed=True)
             elif isinstance(event, ServerShutdown):
@@ -480,18 +476,19 @@ class BinanceUserStream:
                 log.warning(
                     "order updates: a request was refused", code=event.error_code, reason=event.error_message
                 )
-            elif isinstance(event, OtherEvent):
-                continue
         return None
 
-    def _heard(self, session: _Session) -> None:
-        now = self._clock.monotonic()
-        session.last_heard = self._last_heard = now
+    def _heard(self, session: _Session, message: bytes | str) -> UserEvent | None:
+        """A message came: the connection is alive. Returns it parsed, or None (logged and
+        skipped) when it is malformed."""
+        session.last_heard = self._last_heard = self._clock.monotonic()
         session.ping_sent = None
-
-    def _skip(self, exc: MalformedEvent) -> None:
-        self.malformed += 1
-        log.warning("order updates: message skipped", reason=str(exc), skipped=self.malformed)
+        try:
+            return self._parser.parse(message)
+        except MalformedEvent as exc:
+            self.malformed += 1
+            log.warning("order updates: message skipped", reason=str(exc), skipped=self.malformed)
+            return None
 
     async def _watch(self, session: _Session) -> None:
         """Ask a quiet connection whether it is alive; replace it when it does not answer, and
@@ -556,16 +553,14 @@ class BinanceUserStream:
         self._catch_up_failures.ok()
         if self.mode == "stream":
             self.last_error = None
+        self.catch_ups += 1
         if first:
             log.info(
                 "order updates: the account's latest trades read at start (the grid books only its own)",
                 trades=found,
                 up_to_trade=self.ledger.complete_to,
             )
-            self.catch_ups += 1
-            return True
-        self.catch_ups += 1
-        if found:
+        elif found:
             log.info(
                 "order updates: caught up over REST",
                 fills=found,
@@ -576,34 +571,32 @@ class BinanceUserStream:
 
     async def _fallback(self) -> None:
         """Poll while no subscription has been up for fallback_after_s."""
-        timings = self._timings
-        while not self.closed:
-            if self.mode == "stream":
-                self._mode_changed.clear()
-                await self._mode_changed.wait()
-                continue
-            waited = self._clock.monotonic() - self._down_since
-            if self.mode == "connecting" and waited < timings.fallback_after_s:
-                await self._sleep(min(timings.fallback_after_s - waited, 0.25))
-                continue
-            if self.mode != "rest_polling":
-                self.mode = "rest_polling"
-                self.fell_back_at = self._clock.now()
-                log.warning(
-                    "order updates: no user data stream; falling back to REST polling",
-                    down_s=round(waited, 1),
-                    poll_interval_s=self._poll_interval_s,
-                    reason=self.last_error,
-                )
-            self.polls += 1
-            await self._catch_up("poll")
-            if self.mode == "rest_polling":
-                self._mode_changed.clear()
-                await self._sleep(self._poll_interval_s, wake=self._mode_changed)
+        await poll_while_down(
+            self,
+            self._clock,
+            live_mode="stream",
+            fallback_after_s=self._timings.fallback_after_s,
+            poll_interval_s=self._poll_interval_s,
+            poll=self._poll,
+            announce=self._announce_fallback,
+            closed=self._closed,
+        )
 
-    async def _sleep(self, seconds: float, *, wake: asyncio.Event | None = None) -> None:
-        """Sleep on the clock port; close() (or `wake`) ends it early."""
-        await sleep_unless(self._clock, seconds, self._closed, wake)
+    async def _poll(self) -> None:
+        self.polls += 1
+        await self._catch_up("poll")
+
+    def _announce_fallback(self, down_s: float) -> None:
+        log.warning(
+            "order updates: no user data stream; falling back to REST polling",
+            down_s=round(down_s, 1),
+            poll_interval_s=self._poll_interval_s,
+            reason=self.last_error,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep on the clock port; close() ends it early."""
+        await sleep_unless(self._clock, seconds, self._closed)
 
 
 def newer_than(batch: Sequence[Fill], last: str | None) -> list[Fill]:
