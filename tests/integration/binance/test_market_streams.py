@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import structlog
@@ -22,29 +22,16 @@ from adapters.binance.streams import BinanceMarketStreams, StreamTimings, combin
 from adapters.clock import SystemClock
 from domain.errors import ExchangeUnavailable
 from domain.models import MarketTrade, Ticker
-from support.binance_server import FakeBinance, running_fake_binance
+from support.binance_server import FakeBinance
 from support.binance_server.streams import MarketStreamServer, running_market_streams
 
+from .sockets import guarded, wait_until
+
 SYMBOL = "BTC/USDT"
-HANG_GUARD_S = 30.0
-T = TypeVar("T")
 
 FAST = StreamTimings(
     silence_s=1.0, fallback_after_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2, open_timeout_s=2.0
 )
-
-
-async def guarded(awaitable: Awaitable[T], what: str) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, HANG_GUARD_S)
-    except TimeoutError:
-        raise AssertionError(f"hang guard: {what} did not happen") from None
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    async with running_fake_binance() as server:
-        yield server
 
 
 @pytest.fixture
@@ -92,14 +79,6 @@ async def running_feed(url: str, **kwargs: Any) -> AsyncIterator[tuple[BinanceMa
         feed.close()
         await collected.stop()
         await guarded(task, "the feed's shutdown")
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110 - a state of the adapter, reached over a real socket
-            await asyncio.sleep(0.01)
-
-    await guarded(poll(), what)
 
 
 def ids(trades: list[MarketTrade]) -> list[int]:

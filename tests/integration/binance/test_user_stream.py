@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -25,12 +25,12 @@ from adapters.binance import BinanceConfig, BinanceGateway, open_binance_gateway
 from adapters.binance.user_stream import BinanceUserStream, Credentials, UserStreamTimings
 from adapters.clock import SystemClock
 from domain.models import Fill, OrderRequest, OrderType, Side
-from support.binance_server import FakeBinance, running_fake_binance
+from support.binance_server import FakeBinance
 from support.binance_server.ws_api import UserDataServer, running_user_data_server
 
+from .sockets import HANG_GUARD_S, guarded, wait_until
+
 SYMBOL = "BTC/USDT"
-HANG_GUARD_S = 30.0
-T = TypeVar("T")
 
 FAST = UserStreamTimings(
     answer_timeout_s=1.0,
@@ -40,27 +40,6 @@ FAST = UserStreamTimings(
     backoff_max_s=0.2,
     open_timeout_s=2.0,
 )
-
-
-async def guarded(awaitable: Awaitable[T], what: str) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, HANG_GUARD_S)
-    except TimeoutError:
-        raise AssertionError(f"hang guard: {what} did not happen") from None
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110 - a state of the adapter, reached over a real socket
-            await asyncio.sleep(0.01)
-
-    await guarded(poll(), what)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    async with running_fake_binance() as server:
-        yield server
 
 
 @pytest.fixture

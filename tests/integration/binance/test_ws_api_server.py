@@ -19,11 +19,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -31,7 +31,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from support.binance_server import FakeBinance, running_fake_binance
+from support.binance_server import FakeBinance
 from support.binance_server.ws_api import (
     UserDataServer,
     running_user_data_server,
@@ -39,23 +39,10 @@ from support.binance_server.ws_api import (
     signature_payload,
 )
 
+from .sockets import guarded
+
 TESTS_DIR = Path(__file__).resolve().parents[2]
-HANG_GUARD_S = 30.0
 QUIET_S = 0.3  # how long "nothing arrives" is watched for
-T = TypeVar("T")
-
-
-async def guarded(awaitable: Awaitable[T], what: str) -> T:
-    try:
-        return await asyncio.wait_for(awaitable, HANG_GUARD_S)
-    except TimeoutError:
-        raise AssertionError(f"hang guard: {what} did not happen") from None
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeBinance]:
-    async with running_fake_binance() as server:
-        yield server
 
 
 @pytest.fixture
