@@ -25,12 +25,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from support.binance_server.app import FakeBinance
 from support.binance_server.book import SymbolBook, to_datetime
+from support.binance_server.sockets import SocketServer
 from support.binance_server.wire import JsonObject, fmt
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,7 @@ class StreamClient:
         return not self.done.is_set()
 
 
-class MarketStreamServer:
+class MarketStreamServer(SocketServer[StreamClient]):
     def __init__(
         self,
         fake: FakeBinance,
@@ -67,40 +68,22 @@ class MarketStreamServer:
         pong_timeout_s: float = 60.0,
         trade_qty: Decimal = Decimal("0.01"),
     ) -> None:
-        self.fake = fake
-        self.ping_interval_s = ping_interval_s
-        self.pong_timeout_s = pong_timeout_s
+        super().__init__(fake, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
         self.trade_qty = trade_qty
-        self.clients: list[StreamClient] = []
-        self.refusing = False
         self.trade_ids: dict[str, int] = {}  # the public tape's last trade id, per wire symbol
         self._last_price: dict[str, Decimal] = {}
-        self._server: Server | None = None
-        self._url: str | None = None
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await serve(
-            self._serve, host, port, process_request=self._admit, compression=None, ping_interval=None
-        )
-        bound = next(iter(self._server.sockets)).getsockname()
-        self._url = f"ws://{host}:{bound[1]}"
+        url = await self._listen(host, port)
         self.fake.price_listeners.append(self._on_move)
-        log.info("fake_binance.streams.started", url=self._url)
-        return self._url
+        log.info("fake_binance.streams.started", url=url)
+        return url
 
     async def stop(self) -> None:
         if self._on_move in self.fake.price_listeners:
             self.fake.price_listeners.remove(self._on_move)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close()
 
     @property
     def url(self) -> str:
@@ -110,31 +93,6 @@ class MarketStreamServer:
         return self._url
 
     # -- knobs --------------------------------------------------------------------------------------
-    def live(self) -> list[StreamClient]:
-        return [client for client in self.clients if client.open]
-
-    async def wait_for_clients(self, count: int, *, opened: int | None = None) -> list[StreamClient]:
-        """Wait until `count` connections are open (and, with `opened`, until that many were
-        ever opened); returns the open ones."""
-        while len(self.live()) < count or (opened is not None and len(self.clients) < opened):
-            self._changed.clear()
-            await self._changed.wait()
-        return self.live()
-
-    def drop(self, clients: Iterable[StreamClient] | None = None, *, clean: bool = False) -> None:
-        """Server-side disconnect: abort the TCP connection, or with `clean` a close frame (1001)."""
-        for client in list(self.live() if clients is None else clients):
-            if clean:
-                self._spawn(client.socket.close(1001, "going away"))
-            else:
-                client.socket.transport.abort()
-
-    def stall(self, clients: Iterable[StreamClient] | None = None) -> None:
-        """From now on send nothing to these connections (all open ones by default); they stay
-        open and still answer pings."""
-        for client in list(self.live() if clients is None else clients):
-            client.stalled = True
-
     def send_raw(self, text: str, clients: Iterable[StreamClient] | None = None) -> None:
         for client in list(self.live() if clients is None else clients):
             client.outbox.put_nowait(text)
@@ -148,16 +106,6 @@ class MarketStreamServer:
                 else json.dumps(data)
             )
             client.outbox.put_nowait(text)
-
-    async def ping(self, client: StreamClient, payload: bytes, *, within: float = 10.0) -> bool:
-        """Ping with `payload`; True when a pong with the same payload came back in time."""
-        waiter = await client.socket.ping(payload)
-        try:
-            await asyncio.wait_for(waiter, within)
-        except (TimeoutError, ConnectionClosed):
-            return False
-        client.pongs.append(payload)
-        return True
 
     # -- publishing ---------------------------------------------------------------------------------
     def _on_move(self, book: SymbolBook, now_ms: int) -> None:
@@ -306,19 +254,8 @@ class MarketStreamServer:
                     continue
                 client.outbox.put_nowait(json.dumps({"result": answer, "id": ident}))
 
-    async def _keepalive(self, client: StreamClient, interval_s: float) -> None:
-        """Binance's keepalive: a ping with a payload every interval; no pong in time, closed."""
-        while True:
-            await asyncio.sleep(interval_s)
-            payload = str(self.fake.server_time_ms()).encode()
-            if not await self.ping(client, payload, within=self.pong_timeout_s):
-                await client.socket.close(1008, "pong timeout")
-                return
-
-    def _spawn(self, job: Any) -> None:
-        task = asyncio.ensure_future(job)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _pong_timeout(self, client: StreamClient) -> None:
+        await client.socket.close(1008, "pong timeout")
 
 
 @asynccontextmanager

@@ -37,13 +37,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from domain.models import ZERO, OrderType, Side
 from support.binance_server import wire
 from support.binance_server.app import DEFAULT_RECV_WINDOW, MAX_RECV_WINDOW, FakeBinance, OrderEvent
+from support.binance_server.sockets import SocketServer
 from support.binance_server.wire import JsonObject, Refusal, fmt
 
 log = structlog.get_logger(__name__)
@@ -82,45 +83,27 @@ class UserDataClient:
         return not self.done.is_set()
 
 
-class UserDataServer:
+class UserDataServer(SocketServer[UserDataClient]):
     def __init__(
         self, fake: FakeBinance, *, ping_interval_s: float | None = None, pong_timeout_s: float = 60.0
     ) -> None:
-        self.fake = fake
-        self.ping_interval_s = ping_interval_s
-        self.pong_timeout_s = pong_timeout_s
-        self.clients: list[UserDataClient] = []
-        self.refusing = False
+        super().__init__(fake, ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
         self.subscriptions_opened = 0
         self._held = False
         self._pending: list[tuple[UserDataClient, int, str]] = []
         self._execution_id = 0
-        self._server: Server | None = None
-        self._url: str | None = None
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await serve(
-            self._serve, host, port, process_request=self._admit, compression=None, ping_interval=None
-        )
-        bound = next(iter(self._server.sockets)).getsockname()
-        self._url = f"ws://{host}:{bound[1]}{PATH}"
+        url = await self._listen(host, port, PATH)
         self.fake.order_listeners.append(self._on_orders)
-        log.info("fake_binance.ws_api.started", url=self._url)
-        return self._url
+        log.info("fake_binance.ws_api.started", url=url)
+        return url
 
     async def stop(self) -> None:
         if self._on_orders in self.fake.order_listeners:
             self.fake.order_listeners.remove(self._on_orders)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close()
 
     @property
     def url(self) -> str:
@@ -130,25 +113,11 @@ class UserDataServer:
         return self._url
 
     # -- knobs --------------------------------------------------------------------------------------
-    def live(self) -> list[UserDataClient]:
-        return [client for client in self.clients if client.open]
-
-    async def wait_for_clients(self, count: int, *, opened: int | None = None) -> list[UserDataClient]:
-        """Wait until `count` connections are open (and, with `opened`, until that many were
-        ever opened); returns the open ones."""
-        while len(self.live()) < count or (opened is not None and len(self.clients) < opened):
-            await self._next_change()
-        return self.live()
-
     async def wait_for_pongs(self, client: UserDataClient, count: int) -> list[bytes]:
         """Wait until `client` has answered `count` server pings in all; returns their payloads."""
         while len(client.pongs) < count:
             await self._next_change()
         return client.pongs
-
-    async def _next_change(self) -> None:
-        self._changed.clear()
-        await self._changed.wait()
 
     def active_subscriptions(self) -> int:
         return sum(len(client.subscriptions) for client in self.live())
@@ -161,20 +130,6 @@ class UserDataServer:
         ):
             await self._next_change()
         return [client for client in self.live() if client.subscriptions]
-
-    def drop(self, clients: Iterable[UserDataClient] | None = None, *, clean: bool = False) -> None:
-        """Server-side disconnect: abort the TCP connection, or with `clean` a close frame (1001)."""
-        for client in list(self.live() if clients is None else clients):
-            if clean:
-                self._spawn(client.socket.close(1001, "going away"))
-            else:
-                client.socket.transport.abort()
-
-    def stall(self, clients: Iterable[UserDataClient] | None = None) -> None:
-        """From now on send nothing to these connections (all open ones by default), answers
-        included; they stay open and still answer pings."""
-        for client in list(self.live() if clients is None else clients):
-            client.stalled = True
 
     def send_raw(self, text: str, clients: Iterable[UserDataClient] | None = None) -> None:
         for client in list(self.live() if clients is None else clients):
@@ -206,17 +161,6 @@ class UserDataServer:
     def held(self) -> int:
         """How many events `hold` keeps back now."""
         return len(self._pending)
-
-    async def ping(self, client: UserDataClient, payload: bytes, *, within: float = 10.0) -> bool:
-        """Ping with `payload`; True when a pong with the same payload came back in time."""
-        try:
-            waiter = await client.socket.ping(payload)
-            await asyncio.wait_for(waiter, within)
-        except (TimeoutError, ConnectionClosed):
-            return False
-        client.pongs.append(payload)
-        self._changed.set()
-        return True
 
     # -- account events -----------------------------------------------------------------------------
     def _on_orders(self, events: Sequence[OrderEvent]) -> None:
@@ -459,21 +403,9 @@ class UserDataServer:
             async for message in client.socket:
                 self._answer(client, message)
 
-    async def _keepalive(self, client: UserDataClient, interval_s: float) -> None:
-        """Binance's keepalive: a ping with a payload every interval; no pong in time, closed."""
-        while True:
-            await asyncio.sleep(interval_s)
-            payload = str(self.fake.server_time_ms()).encode()
-            if not await self.ping(client, payload, within=self.pong_timeout_s):
-                # A peer that does not pong would not answer a close frame either: cut it.
-                log.info("fake_binance.ws_api.pong_timeout", client=client.number)
-                client.socket.transport.abort()
-                return
-
-    def _spawn(self, job: Any) -> None:
-        task = asyncio.ensure_future(job)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _pong_timeout(self, client: UserDataClient) -> None:
+        log.info("fake_binance.ws_api.pong_timeout", client=client.number)
+        await super()._pong_timeout(client)
 
 
 def param_text(value: object) -> str:
